@@ -1,0 +1,100 @@
+// Activations, each forward rule next to its derivative. Codes match deltaprop/_names.py.
+// Every derivative is written in terms of z and/or a = f(z), whichever is cheaper and stable.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+
+#include "view.hpp"
+
+namespace deltaprop {
+
+enum class Activation : int { identity = 0, sigmoid = 1, tanh = 2, relu = 3, leaky_relu = 4, softmax = 5 };
+
+inline constexpr double leaky_relu_slope = 0.01;  // PyTorch's default
+
+inline Activation activation_from_code(int code) {
+    if (code < 0 || code > 5)
+        throw std::invalid_argument("unknown activation code " + std::to_string(code) +
+                                    "; expected 0..5");
+    return static_cast<Activation>(code);
+}
+
+// sigmoid(z) = 1 / (1 + e^-z), through e^-|z| so nothing overflows for any |z|.
+template <class T>
+inline T sigmoid(T z) {
+    T e = std::exp(-std::abs(z));
+    return z >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
+}
+
+// A = f(Z), elementwise, or row-wise for softmax: a_j = e^(z_j - max z) / sum_k e^(z_k - max z).
+template <class T>
+void activate(Activation f, const MatrixView<const T>& Z, const MatrixView<T>& A) {
+    const std::size_t n = Z.size();
+    const T* z = Z.data;
+    T* a = A.data;
+    switch (f) {
+        case Activation::identity:
+            if (a != z) std::copy(z, z + n, a);
+            break;
+        case Activation::sigmoid:
+            for (std::size_t i = 0; i < n; ++i) a[i] = sigmoid(z[i]);
+            break;
+        case Activation::tanh:
+            for (std::size_t i = 0; i < n; ++i) a[i] = std::tanh(z[i]);
+            break;
+        case Activation::relu:
+            for (std::size_t i = 0; i < n; ++i) a[i] = z[i] > T(0) ? z[i] : T(0);
+            break;
+        case Activation::leaky_relu:
+            for (std::size_t i = 0; i < n; ++i)
+                a[i] = z[i] > T(0) ? z[i] : T(leaky_relu_slope) * z[i];
+            break;
+        case Activation::softmax:
+            for (std::size_t r = 0; r < Z.rows; ++r) {
+                const T* zr = Z.row(r);
+                T* ar = A.row(r);
+                T top = *std::max_element(zr, zr + Z.cols);
+                T total = 0;
+                for (std::size_t j = 0; j < Z.cols; ++j) total += ar[j] = std::exp(zr[j] - top);
+                for (std::size_t j = 0; j < Z.cols; ++j) ar[j] /= total;
+            }
+            break;
+    }
+}
+
+// D *= f'(Z), elementwise; the derivative of every activation with a diagonal Jacobian.
+// sigmoid' = a (1 - a), tanh' = 1 - a^2, relu' = [z > 0], leaky_relu' = [z > 0] + slope [z <= 0].
+template <class T>
+void multiply_by_derivative(Activation f, const MatrixView<const T>& Z,
+                            const MatrixView<const T>& A, const MatrixView<T>& D) {
+    const std::size_t n = D.size();
+    const T* z = Z.data;
+    const T* a = A.data;
+    T* d = D.data;
+    switch (f) {
+        case Activation::identity:
+            break;
+        case Activation::sigmoid:
+            for (std::size_t i = 0; i < n; ++i) d[i] *= a[i] * (T(1) - a[i]);
+            break;
+        case Activation::tanh:
+            for (std::size_t i = 0; i < n; ++i) d[i] *= T(1) - a[i] * a[i];
+            break;
+        case Activation::relu:
+            for (std::size_t i = 0; i < n; ++i) d[i] = z[i] > T(0) ? d[i] : T(0);
+            break;
+        case Activation::leaky_relu:
+            for (std::size_t i = 0; i < n; ++i)
+                d[i] = z[i] > T(0) ? d[i] : T(leaky_relu_slope) * d[i];
+            break;
+        case Activation::softmax:
+            throw std::invalid_argument(
+                "softmax has no elementwise derivative: it is valid only on the output layer");
+    }
+}
+
+}  // namespace deltaprop

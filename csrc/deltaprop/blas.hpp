@@ -1,0 +1,67 @@
+// The one place that calls GEMM. The core links no BLAS: each binding hands it SciPy's
+// sgemm/dgemm (scipy.linalg.cython_blas, Fortran calling convention) once at import, so the
+// wheel shares the OpenBLAS SciPy already loaded.
+#pragma once
+
+#include <climits>
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+
+namespace deltaprop::blas {
+
+using sgemm_fn = void (*)(char*, char*, int*, int*, int*, float*, float*, int*, float*, int*,
+                          float*, float*, int*);
+using dgemm_fn = void (*)(char*, char*, int*, int*, int*, double*, double*, int*, double*,
+                          int*, double*, double*, int*);
+
+// One pair per loaded module (each extension registers its own at import).
+inline sgemm_fn registered_sgemm = nullptr;
+inline dgemm_fn registered_dgemm = nullptr;
+
+inline void set_gemm(sgemm_fn sgemm, dgemm_fn dgemm) {
+    if (sgemm == nullptr || dgemm == nullptr)
+        throw std::invalid_argument("set_gemm: sgemm and dgemm must both be non-null");
+    registered_sgemm = sgemm;
+    registered_dgemm = dgemm;
+}
+
+inline int as_blas_int(std::size_t value, const char* what) {
+    if (value > static_cast<std::size_t>(INT_MAX))
+        throw std::invalid_argument(std::string("matrix dimension ") + what + " = " +
+                                    std::to_string(value) + " exceeds the BLAS limit of " +
+                                    std::to_string(INT_MAX));
+    return static_cast<int>(value);
+}
+
+template <class T>
+void fortran_gemm(char* ta, char* tb, int* m, int* n, int* k, T* alpha, T* a, int* lda, T* b,
+                  int* ldb, T* beta, T* c, int* ldc) {
+    if constexpr (sizeof(T) == sizeof(float)) {
+        if (registered_sgemm == nullptr) throw std::logic_error("deltaprop: no sgemm registered");
+        registered_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    } else {
+        if (registered_dgemm == nullptr) throw std::logic_error("deltaprop: no dgemm registered");
+        registered_dgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    }
+}
+
+// Row-major C (m x n) = alpha * op(A) (m x k) * op(B) (k x n) + beta * C.
+// A row-major matrix is its own transpose in column-major order, so this computes
+// C^T = op(B)^T op(A)^T with the operands swapped.
+template <class T>
+void gemm(bool transpose_a, bool transpose_b, std::size_t m, std::size_t n, std::size_t k,
+          T alpha, const T* a, std::size_t lda, const T* b, std::size_t ldb, T beta, T* c,
+          std::size_t ldc) {
+    if (m == 0 || n == 0) return;
+    int m_ = as_blas_int(m, "m"), n_ = as_blas_int(n, "n"), k_ = as_blas_int(k, "k");
+    int lda_ = as_blas_int(lda > 0 ? lda : 1, "lda");
+    int ldb_ = as_blas_int(ldb > 0 ? ldb : 1, "ldb");
+    int ldc_ = as_blas_int(ldc, "ldc");
+    char ta = transpose_a ? 'T' : 'N';
+    char tb = transpose_b ? 'T' : 'N';
+    fortran_gemm<T>(&tb, &ta, &n_, &m_, &k_, &alpha, const_cast<T*>(b), &ldb_, const_cast<T*>(a),
+                    &lda_, &beta, c, &ldc_);
+}
+
+}  // namespace deltaprop::blas

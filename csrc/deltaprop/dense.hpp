@@ -1,0 +1,71 @@
+// One fully connected layer over a batch, rows are samples, W is (n_out, n_in):
+// forward, delta recursion (BP2), bias gradient (BP3), weight gradient (BP4).
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <stdexcept>
+
+#include "activations.hpp"
+#include "blas.hpp"
+#include "view.hpp"
+
+namespace deltaprop {
+
+// Z = A_prev W^T + b ; A = f(Z).   Z[i,j] = b[j] + sum_k A_prev[i,k] W[j,k]
+template <class T>
+void dense_forward(Activation f, const MatrixView<const T>& A_prev, const MatrixView<const T>& W,
+                   const VectorView<const T>& b, const MatrixView<T>& Z, const MatrixView<T>& A) {
+    const std::size_t m = A_prev.rows, n_in = A_prev.cols, n_out = W.rows;
+    require_shape(W, n_out, n_in, "W");
+    require_size(b, n_out, "b");
+    require_shape(Z, m, n_out, "Z");
+    require_shape(A, m, n_out, "A");
+    for (std::size_t i = 0; i < m; ++i) std::copy(b.data, b.data + n_out, Z.row(i));
+    blas::gemm<T>(false, true, m, n_out, n_in, T(1), A_prev.data, n_in, W.data, n_in, T(1), Z.data,
+                  n_out);
+    activate<T>(f, MatrixView<const T>(Z.data, m, n_out), A);
+}
+
+// BP2: D = (D_next W_next) (.) f'(Z).   D[i,k] = f'(Z[i,k]) sum_j D_next[i,j] W_next[j,k]
+template <class T>
+void dense_delta(Activation f, const MatrixView<const T>& D_next, const MatrixView<const T>& W_next,
+                 const MatrixView<const T>& Z, const MatrixView<const T>& A, const MatrixView<T>& D) {
+    const std::size_t m = D_next.rows, n_next = D_next.cols, n = W_next.cols;
+    require_shape(W_next, n_next, n, "W_next");
+    require_shape(Z, m, n, "Z");
+    require_shape(A, m, n, "A");
+    require_shape(D, m, n, "D");
+    blas::gemm<T>(false, false, m, n, n_next, T(1), D_next.data, n_next, W_next.data, n, T(0),
+                  D.data, n);
+    multiply_by_derivative<T>(f, Z, A, D);
+}
+
+// BP4, summed over the batch and scaled: G = scale * D^T A_prev + beta * G.
+//   G[j,k] = beta G[j,k] + scale sum_i D[i,j] A_prev[i,k]   (the outer products delta a^T)
+// With scale = 1/m, beta = 0 it is the gradient of the mean cost; with scale = -eta/m,
+// beta = 1 and G = W it is the SGD update applied in place.
+template <class T>
+void dense_weight_gradient(const MatrixView<const T>& D, const MatrixView<const T>& A_prev, T scale,
+                           T beta, const MatrixView<T>& G) {
+    const std::size_t m = D.rows, n_out = D.cols, n_in = A_prev.cols;
+    require_shape(A_prev, m, n_in, "A_prev");
+    require_shape(G, n_out, n_in, "grad_W");
+    blas::gemm<T>(true, false, n_out, n_in, m, scale, D.data, n_out, A_prev.data, n_in, beta,
+                  G.data, n_in);
+}
+
+// BP3, summed over the batch and scaled: g = scale * sum_i D[i, :].
+template <class T>
+void dense_bias_gradient(const MatrixView<const T>& D, T scale, const VectorView<T>& g) {
+    const std::size_t m = D.rows, n_out = D.cols;
+    require_size(g, n_out, "grad_b");
+    std::fill(g.data, g.data + n_out, T(0));
+    for (std::size_t i = 0; i < m; ++i) {
+        const T* d = D.row(i);
+        for (std::size_t j = 0; j < n_out; ++j) g.data[j] += d[j];
+    }
+    for (std::size_t j = 0; j < n_out; ++j) g.data[j] *= scale;
+}
+
+}  // namespace deltaprop

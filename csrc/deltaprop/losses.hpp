@@ -1,0 +1,120 @@
+// Losses, each next to its output error (BP1). Codes match deltaprop/_names.py.
+// Per-sample costs; callers average over the rows of the batch.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+
+#include "activations.hpp"
+#include "view.hpp"
+
+namespace deltaprop {
+
+enum class Loss : int { quadratic = 0, binary_crossentropy = 1, categorical_crossentropy = 2 };
+
+inline Loss loss_from_code(int code) {
+    if (code < 0 || code > 2)
+        throw std::invalid_argument("unknown loss code " + std::to_string(code) + "; expected 0..2");
+    return static_cast<Loss>(code);
+}
+
+inline const char* activation_name(Activation f) {
+    static const char* names[] = {"identity", "sigmoid", "tanh", "relu", "leaky_relu", "softmax"};
+    return names[static_cast<int>(f)];
+}
+
+// Cross-entropies are defined for one kind of output only; each pair has the exact fused
+// output error D_L = A_L - Y.
+inline void require_valid_pairing(Activation output, Loss loss) {
+    if (loss == Loss::binary_crossentropy && output != Activation::sigmoid)
+        throw std::invalid_argument(std::string("binary_crossentropy needs a sigmoid output; got ") +
+                                    activation_name(output));
+    if (loss == Loss::categorical_crossentropy && output != Activation::softmax)
+        throw std::invalid_argument(
+            std::string("categorical_crossentropy needs a softmax output; got ") +
+            activation_name(output));
+}
+
+// BP1: D = dC/dA (.) f'(Z).
+//   sigmoid + binary_crossentropy, softmax + categorical_crossentropy: D = A - Y (fused, exact).
+//   quadratic: dC/dA = A - Y, times f'(Z); for softmax its Jacobian-vector product
+//   D = A (.) (G - sum_j G_j A_j) with G = A - Y.
+template <class T>
+void output_error(Activation f, Loss loss, const MatrixView<const T>& Z,
+                  const MatrixView<const T>& A, const MatrixView<const T>& Y,
+                  const MatrixView<T>& D) {
+    require_valid_pairing(f, loss);
+    const std::size_t n = D.size();
+    for (std::size_t i = 0; i < n; ++i) D.data[i] = A.data[i] - Y.data[i];
+    if (loss != Loss::quadratic) return;
+    if (f == Activation::softmax) {
+        for (std::size_t r = 0; r < D.rows; ++r) {
+            const T* a = A.row(r);
+            T* d = D.row(r);
+            T g_dot_a = 0;
+            for (std::size_t j = 0; j < D.cols; ++j) g_dot_a += d[j] * a[j];
+            for (std::size_t j = 0; j < D.cols; ++j) d[j] = a[j] * (d[j] - g_dot_a);
+        }
+        return;
+    }
+    multiply_by_derivative(f, Z, A, D);
+}
+
+// Sum over all rows of the per-sample cost; computed from Z where a log is involved, so no
+// ln 0 can occur:
+//   quadratic:                C = 1/2 sum_j (a_j - y_j)^2
+//   binary_crossentropy:      C = sum_j max(z_j, 0) - y_j z_j + ln(1 + e^-|z_j|)
+//   categorical_crossentropy: C = sum_j y_j (logsumexp(z) - z_j)
+template <class T>
+double loss_sum(Loss loss, const MatrixView<const T>& Z, const MatrixView<const T>& A,
+                const MatrixView<const T>& Y) {
+    double total = 0;
+    const std::size_t n = Z.size();
+    switch (loss) {
+        case Loss::quadratic:
+            for (std::size_t i = 0; i < n; ++i) {
+                double diff = double(A.data[i]) - double(Y.data[i]);
+                total += 0.5 * diff * diff;
+            }
+            break;
+        case Loss::binary_crossentropy:
+            for (std::size_t i = 0; i < n; ++i) {
+                double z = Z.data[i], y = Y.data[i];
+                total += std::max(z, 0.0) - y * z + std::log1p(std::exp(-std::abs(z)));
+            }
+            break;
+        case Loss::categorical_crossentropy:
+            for (std::size_t r = 0; r < Z.rows; ++r) {
+                const T* z = Z.row(r);
+                const T* y = Y.row(r);
+                double top = *std::max_element(z, z + Z.cols);
+                double sum_exp = 0;
+                for (std::size_t j = 0; j < Z.cols; ++j) sum_exp += std::exp(double(z[j]) - top);
+                double log_sum_exp = top + std::log(sum_exp);
+                for (std::size_t j = 0; j < Z.cols; ++j) total += double(y[j]) * (log_sum_exp - z[j]);
+            }
+            break;
+    }
+    return total;
+}
+
+// Rows whose predicted class matches the target's: argmax for several outputs, a > 0.5 for one.
+template <class T>
+std::size_t count_correct(const MatrixView<const T>& A, const MatrixView<const T>& Y) {
+    std::size_t correct = 0;
+    for (std::size_t r = 0; r < A.rows; ++r) {
+        const T* a = A.row(r);
+        const T* y = Y.row(r);
+        if (A.cols == 1) {
+            correct += (a[0] > T(0.5)) == (y[0] > T(0.5));
+        } else {
+            correct += std::max_element(a, a + A.cols) - a == std::max_element(y, y + A.cols) - y;
+        }
+    }
+    return correct;
+}
+
+}  // namespace deltaprop

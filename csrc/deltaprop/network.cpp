@@ -1,0 +1,216 @@
+#include "network.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "dense.hpp"
+
+namespace deltaprop {
+
+template <class T>
+Network<T>::Network(std::vector<std::size_t> sizes, std::vector<Activation> activations, Loss loss)
+    : sizes_(std::move(sizes)), activations_(std::move(activations)), loss_(loss) {
+    if (sizes_.size() < 2)
+        throw std::invalid_argument("a network needs at least an input and an output size; got " +
+                                    std::to_string(sizes_.size()) + " sizes");
+    if (activations_.size() != sizes_.size() - 1)
+        throw std::invalid_argument("need one activation per layer (" +
+                                    std::to_string(sizes_.size() - 1) + "); got " +
+                                    std::to_string(activations_.size()));
+    for (std::size_t i = 0; i < sizes_.size(); ++i)
+        if (sizes_[i] == 0)
+            throw std::invalid_argument("layer sizes must be positive; sizes[" + std::to_string(i) +
+                                        "] is 0");
+    for (std::size_t l = 0; l + 1 < activations_.size(); ++l)
+        if (activations_[l] == Activation::softmax)
+            throw std::invalid_argument("softmax is valid only on the output layer; layer " +
+                                        std::to_string(l) + " is hidden");
+    require_valid_pairing(activations_.back(), loss_);
+
+    std::size_t total = 0;
+    for (std::size_t l = 0; l < n_layers(); ++l) {
+        offsets_.push_back(total);
+        total += sizes_[l + 1] * sizes_[l] + sizes_[l + 1];
+    }
+    parameters_.assign(total, T(0));
+    gradients_.assign(total, T(0));
+    zs_.resize(n_layers());
+    activations_ws_.resize(n_layers());
+    deltas_.resize(n_layers());
+}
+
+template <class T>
+MatrixView<T> Network<T>::weight_view(std::vector<T>& buffer, std::size_t layer) {
+    if (layer >= n_layers()) throw std::out_of_range("layer index " + std::to_string(layer) + " out of range");
+    return {buffer.data() + offsets_[layer], sizes_[layer + 1], sizes_[layer]};
+}
+
+template <class T>
+VectorView<T> Network<T>::bias_view(std::vector<T>& buffer, std::size_t layer) {
+    if (layer >= n_layers()) throw std::out_of_range("layer index " + std::to_string(layer) + " out of range");
+    return {buffer.data() + offsets_[layer] + sizes_[layer + 1] * sizes_[layer], sizes_[layer + 1]};
+}
+
+template <class T>
+MatrixView<T> Network<T>::workspace_view(std::vector<std::vector<T>>& buffers, std::size_t layer) {
+    if (layer >= n_layers()) throw std::out_of_range("layer index " + std::to_string(layer) + " out of range");
+    return {buffers[layer].data(), rows_, sizes_[layer + 1]};
+}
+
+template <class T>
+void Network<T>::reserve(std::size_t rows) {
+    if (rows <= capacity_) return;
+    for (std::size_t l = 0; l < n_layers(); ++l) {
+        zs_[l].resize(rows * sizes_[l + 1]);
+        activations_ws_[l].resize(rows * sizes_[l + 1]);
+        deltas_[l].resize(rows * sizes_[l + 1]);
+    }
+    capacity_ = rows;
+}
+
+template <class T>
+void Network<T>::check_batch(const MatrixView<const T>& X, const MatrixView<const T>* Y) const {
+    if (X.rows == 0) throw std::invalid_argument("X has no rows");
+    if (X.cols != sizes_.front())
+        throw std::invalid_argument("X must have " + std::to_string(sizes_.front()) +
+                                    " columns; got " + std::to_string(X.cols));
+    if (Y != nullptr) require_shape(*Y, X.rows, sizes_.back(), "Y");
+}
+
+template <class T>
+void Network<T>::forward(const MatrixView<const T>& X) {
+    reserve(X.rows);
+    rows_ = X.rows;
+    MatrixView<const T> input = X;
+    for (std::size_t l = 0; l < n_layers(); ++l) {
+        MatrixView<T> Z = zs(l), A = activations(l);
+        dense_forward<T>(activations_[l], input, weights(l), biases(l), Z, A);
+        input = A;
+    }
+}
+
+template <class T>
+double Network<T>::forward_loss(const MatrixView<const T>& Y) {
+    const std::size_t L = n_layers() - 1;
+    return loss_sum<T>(loss_, zs(L), activations(L), Y);
+}
+
+template <class T>
+void Network<T>::backward(const MatrixView<const T>& X, const MatrixView<const T>& Y, bool apply_sgd,
+                          T learning_rate) {
+    const std::size_t L = n_layers() - 1;
+    const T inverse_m = T(1) / T(rows_);
+    // BP1: the output error.
+    output_error<T>(activations_[L], loss_, zs(L), activations(L), Y, deltas(L));
+    for (std::size_t l = L + 1; l-- > 0;) {
+        MatrixView<const T> A_prev = l == 0 ? X : MatrixView<const T>(activations(l - 1));
+        // BP2: the delta of the layer below, while W_l still holds its pre-step values.
+        if (l > 0) dense_delta<T>(activations_[l - 1], deltas(l), weights(l), zs(l - 1),
+                                  activations(l - 1), deltas(l - 1));
+        // BP3 (biases) and BP4 (weights), for the mean cost over the batch.
+        dense_bias_gradient<T>(deltas(l), inverse_m, grad_biases(l));
+        if (apply_sgd) {
+            dense_weight_gradient<T>(deltas(l), A_prev, -learning_rate * inverse_m, T(1), weights(l));
+            VectorView<T> b = biases(l), g = grad_biases(l);
+            for (std::size_t j = 0; j < b.size; ++j) b.data[j] -= learning_rate * g.data[j];
+        } else {
+            dense_weight_gradient<T>(deltas(l), A_prev, inverse_m, T(0), grad_weights(l));
+        }
+    }
+}
+
+template <class T>
+void Network<T>::predict(const MatrixView<const T>& X, const MatrixView<T>& out) {
+    check_batch(X, nullptr);
+    require_shape(out, X.rows, sizes_.back(), "out");
+    // Chunks keep the workspaces small for large inputs while each GEMM stays large.
+    const std::size_t chunk = std::max<std::size_t>(capacity_, 1024);
+    const std::size_t L = n_layers() - 1;
+    for (std::size_t start = 0; start < X.rows; start += chunk) {
+        const std::size_t m = std::min(chunk, X.rows - start);
+        forward(MatrixView<const T>(X.row(start), m, X.cols));
+        MatrixView<T> A = activations(L);
+        std::copy(A.data, A.data + A.size(), out.row(start));
+    }
+}
+
+template <class T>
+double Network<T>::loss(const MatrixView<const T>& X, const MatrixView<const T>& Y) {
+    check_batch(X, &Y);
+    const std::size_t chunk = std::max<std::size_t>(capacity_, 1024);
+    double total = 0;
+    for (std::size_t start = 0; start < X.rows; start += chunk) {
+        const std::size_t m = std::min(chunk, X.rows - start);
+        forward(MatrixView<const T>(X.row(start), m, X.cols));
+        total += forward_loss(MatrixView<const T>(Y.row(start), m, Y.cols));
+    }
+    return total / double(X.rows);
+}
+
+template <class T>
+double Network<T>::backprop(const MatrixView<const T>& X, const MatrixView<const T>& Y) {
+    check_batch(X, &Y);
+    forward(X);
+    const double cost = forward_loss(Y) / double(X.rows);
+    backward(X, Y, false, T(0));
+    return cost;
+}
+
+template <class T>
+double Network<T>::sgd_step(const MatrixView<const T>& X, const MatrixView<const T>& Y,
+                            T learning_rate) {
+    check_batch(X, &Y);
+    forward(X);
+    const double cost = forward_loss(Y) / double(X.rows);
+    backward(X, Y, true, learning_rate);
+    return cost;
+}
+
+template <class T>
+EpochResult Network<T>::train_epoch(const MatrixView<const T>& X, const MatrixView<const T>& Y,
+                                    const std::int64_t* order, std::size_t batch_size,
+                                    T learning_rate) {
+    check_batch(X, &Y);
+    if (batch_size == 0) throw std::invalid_argument("batch_size must be positive; got 0");
+    const std::size_t n = X.rows, n_in = X.cols, n_out = Y.cols;
+    if (order != nullptr)
+        for (std::size_t i = 0; i < n; ++i)
+            if (order[i] < 0 || static_cast<std::size_t>(order[i]) >= n)
+                throw std::out_of_range("order[" + std::to_string(i) + "] = " +
+                                        std::to_string(order[i]) + " is not a row index of X (" +
+                                        std::to_string(n) + " rows)");
+    const std::size_t batch_rows = std::min(batch_size, n);
+    reserve(batch_rows);
+    if (order != nullptr && batch_x_.size() < batch_rows * n_in) {
+        batch_x_.resize(batch_rows * n_in);
+        batch_y_.resize(batch_rows * n_out);
+    }
+    EpochResult result;
+    double total_cost = 0;
+    const std::size_t L = n_layers() - 1;
+    for (std::size_t start = 0; start < n; start += batch_size) {
+        const std::size_t m = std::min(batch_size, n - start);
+        MatrixView<const T> xb(X.row(start), m, n_in), yb(Y.row(start), m, n_out);
+        if (order != nullptr) {
+            for (std::size_t i = 0; i < m; ++i) {
+                const std::size_t row = static_cast<std::size_t>(order[start + i]);
+                std::copy(X.row(row), X.row(row) + n_in, batch_x_.data() + i * n_in);
+                std::copy(Y.row(row), Y.row(row) + n_out, batch_y_.data() + i * n_out);
+            }
+            xb = MatrixView<const T>(batch_x_.data(), m, n_in);
+            yb = MatrixView<const T>(batch_y_.data(), m, n_out);
+        }
+        forward(xb);
+        total_cost += forward_loss(yb);
+        result.correct += count_correct<T>(activations(L), yb);
+        backward(xb, yb, true, learning_rate);
+    }
+    result.mean_loss = total_cost / double(n);
+    return result;
+}
+
+template class Network<float>;
+template class Network<double>;
+
+}  // namespace deltaprop

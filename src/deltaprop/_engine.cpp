@@ -1,0 +1,179 @@
+// pybind11 binding of the stateful network engine (csrc/deltaprop/network.hpp).
+// Each function only checks dtype/layout (arrays arrive converted by the Python layer; no
+// silent copies are made here), releases the GIL, takes the engine's lock and calls the core.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "deltaprop/blas.hpp"
+#include "deltaprop/network.hpp"
+
+namespace py = pybind11;
+using deltaprop::Activation;
+using deltaprop::Loss;
+using deltaprop::MatrixView;
+
+namespace {
+
+template <class T>
+using CArray = py::array_t<T, py::array::c_style>;
+
+template <class T>
+MatrixView<const T> matrix_arg(const CArray<T>& array, const char* name) {
+    if (array.ndim() != 2)
+        throw py::value_error(std::string(name) + " must be 2-D; got " + std::to_string(array.ndim()) + "-D");
+    return {array.data(), static_cast<std::size_t>(array.shape(0)), static_cast<std::size_t>(array.shape(1))};
+}
+
+// The core network plus a lock, so that calls on one engine from several Python threads
+// (which run without the GIL inside) take turns.
+template <class T>
+struct Engine {
+    deltaprop::Network<T> network;
+    std::mutex lock;
+
+    Engine(const std::vector<std::size_t>& sizes, const std::vector<int>& activation_codes, int loss_code)
+        : network(sizes, to_activations(activation_codes), deltaprop::loss_from_code(loss_code)) {}
+
+    static std::vector<Activation> to_activations(const std::vector<int>& codes) {
+        std::vector<Activation> result;
+        for (int code : codes) result.push_back(deltaprop::activation_from_code(code));
+        return result;
+    }
+};
+
+// A NumPy array over engine-owned memory; it keeps the engine alive.
+template <class T>
+py::array view_of(T* data, std::vector<py::ssize_t> shape, py::handle owner) {
+    return py::array_t<T>(shape, data, owner);
+}
+
+template <class T>
+py::array copy_of(const MatrixView<T>& m) {
+    py::array_t<T> out({static_cast<py::ssize_t>(m.rows), static_cast<py::ssize_t>(m.cols)});
+    std::copy(m.data, m.data + m.size(), out.mutable_data());
+    return out;
+}
+
+template <class T>
+void bind_engine(py::module_& m, const char* name) {
+    using E = Engine<T>;
+    py::class_<E>(m, name, "Native network engine: parameters, workspaces, backprop and SGD.")
+        .def(py::init<const std::vector<std::size_t>&, const std::vector<int>&, int>(),
+             py::arg("sizes"), py::arg("activations"), py::arg("loss"))
+        .def_property_readonly("n_layers", [](E& e) { return e.network.n_layers(); })
+        .def_property_readonly("sizes", [](E& e) { return e.network.sizes(); })
+        .def("parameters", [](py::object self) {
+            E& e = self.cast<E&>();
+            return view_of<T>(e.network.parameters(), {static_cast<py::ssize_t>(e.network.n_parameters())}, self);
+        }, "Flat view of all parameters (per layer: W row-major, then b).")
+        .def("weights", [](py::object self, std::size_t layer) {
+            auto w = self.cast<E&>().network.weights(layer);
+            return view_of<T>(w.data, {static_cast<py::ssize_t>(w.rows), static_cast<py::ssize_t>(w.cols)}, self);
+        }, py::arg("layer"), "View of layer's W, shape (n_out, n_in).")
+        .def("biases", [](py::object self, std::size_t layer) {
+            auto b = self.cast<E&>().network.biases(layer);
+            return view_of<T>(b.data, {static_cast<py::ssize_t>(b.size)}, self);
+        }, py::arg("layer"), "View of layer's b, shape (n_out,).")
+        .def("predict", [](E& e, const CArray<T>& X) {
+            auto x = matrix_arg<T>(X, "X");
+            py::array_t<T> out({static_cast<py::ssize_t>(x.rows), static_cast<py::ssize_t>(e.network.sizes().back())});
+            MatrixView<T> o(out.mutable_data(), x.rows, e.network.sizes().back());
+            py::gil_scoped_release release;
+            std::lock_guard<std::mutex> guard(e.lock);
+            e.network.predict(x, o);
+            return out;
+        }, py::arg("X").noconvert(), "X (m, n_in) -> A_L (m, n_out).")
+        .def("loss", [](E& e, const CArray<T>& X, const CArray<T>& Y) {
+            auto x = matrix_arg<T>(X, "X"), y = matrix_arg<T>(Y, "Y");
+            py::gil_scoped_release release;
+            std::lock_guard<std::mutex> guard(e.lock);
+            return e.network.loss(x, y);
+        }, py::arg("X").noconvert(), py::arg("Y").noconvert(), "Mean cost over the rows.")
+        .def("backprop", [](E& e, const CArray<T>& X, const CArray<T>& Y, bool keep_trace) {
+            auto x = matrix_arg<T>(X, "X"), y = matrix_arg<T>(Y, "Y");
+            double cost;
+            {
+                py::gil_scoped_release release;
+                std::lock_guard<std::mutex> guard(e.lock);
+                cost = e.network.backprop(x, y);
+            }
+            // Copies, made under the GIL: the workspaces are reused by the next call.
+            py::list grad_b, grad_w, zs, activations, deltas;
+            for (std::size_t l = 0; l < e.network.n_layers(); ++l) {
+                auto gb = e.network.grad_biases(l);
+                py::array_t<T> bias_copy(static_cast<py::ssize_t>(gb.size));
+                std::copy(gb.data, gb.data + gb.size, bias_copy.mutable_data());
+                grad_b.append(bias_copy);
+                grad_w.append(copy_of<T>(e.network.grad_weights(l)));
+                if (keep_trace) {
+                    zs.append(copy_of<T>(e.network.zs(l)));
+                    activations.append(copy_of<T>(e.network.activations(l)));
+                    deltas.append(copy_of<T>(e.network.deltas(l)));
+                }
+            }
+            py::dict result;
+            result["loss"] = cost;
+            result["grad_b"] = grad_b;
+            result["grad_w"] = grad_w;
+            if (keep_trace) {
+                result["zs"] = zs;
+                result["activations"] = activations;
+                result["deltas"] = deltas;
+            }
+            return result;
+        }, py::arg("X").noconvert(), py::arg("Y").noconvert(), py::arg("keep_trace") = false,
+           "Gradient of the mean cost over the rows of X (and, with keep_trace, Z, A, deltas).")
+        .def("step", [](E& e, const CArray<T>& X, const CArray<T>& Y, T learning_rate) {
+            auto x = matrix_arg<T>(X, "X"), y = matrix_arg<T>(Y, "Y");
+            py::gil_scoped_release release;
+            std::lock_guard<std::mutex> guard(e.lock);
+            return e.network.sgd_step(x, y, learning_rate);
+        }, py::arg("X").noconvert(), py::arg("Y").noconvert(), py::arg("learning_rate"),
+           "One SGD step on the batch; returns the mean cost before it.")
+        .def("train_epoch", [](E& e, const CArray<T>& X, const CArray<T>& Y,
+                               std::optional<py::array_t<std::int64_t, py::array::c_style>> order,
+                               std::size_t batch_size, T learning_rate) {
+            auto x = matrix_arg<T>(X, "X"), y = matrix_arg<T>(Y, "Y");
+            const std::int64_t* order_data = nullptr;
+            if (order) {
+                if (order->ndim() != 1 || static_cast<std::size_t>(order->shape(0)) != x.rows)
+                    throw py::value_error("order must be 1-D with one index per row of X");
+                order_data = order->data();
+            }
+            deltaprop::EpochResult result;
+            {
+                py::gil_scoped_release release;
+                std::lock_guard<std::mutex> guard(e.lock);
+                result = e.network.train_epoch(x, y, order_data, batch_size, learning_rate);
+            }
+            return py::make_tuple(result.mean_loss, result.correct);
+        }, py::arg("X").noconvert(), py::arg("Y").noconvert(), py::arg("order").noconvert(),
+           py::arg("batch_size"), py::arg("learning_rate"),
+           "One epoch of mini-batch SGD in the given row order; returns (mean loss, correct).");
+}
+
+// SciPy's cython_blas exports its routines as capsules holding function pointers.
+template <class Fn>
+Fn blas_routine(const char* name) {
+    py::object capi = py::module_::import("scipy.linalg.cython_blas").attr("__pyx_capi__");
+    auto capsule = capi[name].cast<py::capsule>();
+    return reinterpret_cast<Fn>(capsule.get_pointer<void>());
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_engine, m) {
+    m.doc() = "deltaprop's stateful network engine (pybind11 over csrc/deltaprop).";
+    // Share SciPy's BLAS: its cython_blas exports sgemm/dgemm as capsules.
+    deltaprop::blas::set_gemm(blas_routine<deltaprop::blas::sgemm_fn>("sgemm"),
+                              blas_routine<deltaprop::blas::dgemm_fn>("dgemm"));
+    bind_engine<float>(m, "Network32");
+    bind_engine<double>(m, "Network64");
+}

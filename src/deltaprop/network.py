@@ -1,0 +1,288 @@
+"""The network: validates and converts input once, then calls the native engine (pybind11)."""
+
+import time
+
+import numpy as np
+
+from . import _engine
+from ._names import ACTIVATION_CODES, CLASSIFICATION_LOSSES, LOSS_CODES, default_output
+from ._results import History, Trace
+from ._validation import (
+    as_input,
+    as_labels,
+    as_parameter_list,
+    as_targets,
+    check_activation,
+    check_finite_scalar,
+    check_loss,
+    check_loss_pairing,
+    check_positive_int,
+    check_sizes,
+    is_label_vector,
+    one_hot,
+    resolve_dtype,
+)
+from .initializers import check_init, draw_network
+from .layer import Layer
+
+_ENGINES = {np.dtype(np.float32): _engine.Network32, np.dtype(np.float64): _engine.Network64}
+
+
+class Network:
+    """A fully connected feed-forward network trained by backpropagation.
+
+    Build it from layer widths, ``Network([784, 30, 10], activation="sigmoid")``, or from
+    layers, ``Network(layers=[Layer(784, 30, "relu"), Layer(30, 10, "softmax")], loss=...)``.
+
+    Parameters
+    ----------
+    sizes : list of int
+        Widths n_0 (inputs), n_1, ..., n_L (outputs).
+    activation : str
+        Activation of the hidden layers.
+    output : str or None
+        Activation of the output layer; None picks 'softmax' for categorical_crossentropy,
+        'sigmoid' for binary_crossentropy and ``activation`` otherwise.
+    loss : {'quadratic', 'binary_crossentropy', 'categorical_crossentropy'}
+    dtype : {'float64', 'float32'}
+        Every input is converted once to this dtype; every output has it.
+    seed : int or None
+        Seed of the initial weights.
+    init : {None, 'nielsen', 'large', 'he'}
+        Weight initialization (see ``deltaprop.initializers``).
+    layers : list of Layer
+        Instead of ``sizes``: the layers themselves; they then share memory with the network.
+
+    Conventions: rows are samples; layer l has ``weights[l-1]`` of shape (n_l, n_{l-1}) and
+    ``biases[l-1]`` of shape (n_l,); costs are averaged over the rows of a batch.
+    """
+
+    def __init__(self, sizes=None, activation="sigmoid", output=None, loss="quadratic",
+                 dtype="float64", seed=None, init=None, *, layers=None):
+        self.loss_name = check_loss(loss)
+        if layers is not None:
+            if sizes is not None:
+                raise ValueError("pass either sizes or layers, not both")
+            layers = self._check_layers(layers)
+            self.dtype = layers[0].dtype
+            self.sizes = [layers[0].n_in] + [layer.n_out for layer in layers]
+            activations = [layer.activation for layer in layers]
+            weights = [layer.weights for layer in layers]
+            biases = [layer.biases for layer in layers]
+        else:
+            if sizes is None:
+                raise TypeError("Network needs sizes, e.g. Network([784, 30, 10]), or layers=[...]")
+            self.sizes = check_sizes(sizes)
+            self.dtype = resolve_dtype(dtype)
+            check_activation(activation, output_layer=False)
+            output = default_output(loss, activation) if output is None else output
+            check_activation(output, output_layer=True)
+            activations = [activation] * (len(self.sizes) - 2) + [output]
+            weights, biases = draw_network(self.sizes, activations, check_init(init), self.dtype, seed)
+            layers = [Layer(n_in, n_out, act, dtype=self.dtype) for n_in, n_out, act
+                      in zip(self.sizes[:-1], self.sizes[1:], activations)]
+        for index, act in enumerate(activations[:-1]):
+            check_activation(act, output_layer=False)
+        check_loss_pairing(activations[-1], self.loss_name)
+
+        self._engine = _ENGINES[self.dtype](
+            self.sizes, [ACTIVATION_CODES[a] for a in activations], LOSS_CODES[self.loss_name]
+        )
+        for index, layer in enumerate(layers):
+            layer._weights[...] = weights[index]
+            layer._biases[...] = biases[index]
+            layer._bind(self._engine.weights(index), self._engine.biases(index))
+        self.layers = list(layers)
+
+    @staticmethod
+    def _check_layers(layers):
+        layers = list(layers)
+        if not layers:
+            raise ValueError("layers must hold at least one Layer; got an empty list")
+        for index, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layers[{index}] must be a deltaprop.Layer; got {type(layer).__name__}")
+        for index, (below, above) in enumerate(zip(layers[:-1], layers[1:])):
+            if above.n_in != below.n_out:
+                raise ValueError(
+                    f"layers[{index + 1}] takes {above.n_in} inputs but layers[{index}] gives "
+                    f"{below.n_out} outputs; consecutive layers must match"
+                )
+            if above.dtype != below.dtype:
+                raise ValueError(
+                    f"all layers must share one dtype; layers[{index}] is {below.dtype.name} and "
+                    f"layers[{index + 1}] is {above.dtype.name}"
+                )
+        if len(set(map(id, layers))) != len(layers):
+            raise ValueError("the same Layer object appears twice in layers")
+        return layers
+
+    # --- parameters -------------------------------------------------------------------
+
+    @property
+    def n_layers(self):
+        return len(self.layers)
+
+    @property
+    def activations(self):
+        """The activation name of each layer."""
+        return [layer.activation for layer in self.layers]
+
+    @property
+    def weights(self):
+        """List of the layers' weights, arrays of shape (n_l, n_{l-1}), sharing memory."""
+        return [layer.weights for layer in self.layers]
+
+    @weights.setter
+    def weights(self, values):
+        shapes = [(layer.n_out, layer.n_in) for layer in self.layers]
+        for layer, array in zip(self.layers, as_parameter_list(values, shapes, self.dtype, "weights")):
+            layer.weights[...] = array
+
+    @property
+    def biases(self):
+        """List of the layers' biases, arrays of shape (n_l,), sharing memory."""
+        return [layer.biases for layer in self.layers]
+
+    @biases.setter
+    def biases(self, values):
+        shapes = [(layer.n_out,) for layer in self.layers]
+        for layer, array in zip(self.layers, as_parameter_list(values, shapes, self.dtype, "biases")):
+            layer.biases[...] = array
+
+    # --- conversion -------------------------------------------------------------------
+
+    def _inputs(self, X, name="X"):
+        return as_input(X, self.sizes[0], self.dtype, name)
+
+    def _batch(self, X, Y):
+        X = self._inputs(X)
+        return X, as_targets(Y, X.shape[0], self.sizes[-1], self.dtype)
+
+    # --- computation ------------------------------------------------------------------
+
+    def predict(self, X):
+        """Output activations A_L, shape (n_samples, n_out), for X of shape (n_samples, n_in)."""
+        return self._engine.predict(self._inputs(X))
+
+    def loss(self, X, Y):
+        """Mean cost over the rows of X (float)."""
+        return float(self._engine.loss(*self._batch(X, Y)))
+
+    def backprop(self, X, Y):
+        """Gradients of the mean cost over the rows of X: (grad_b, grad_w), lists per layer.
+
+        grad_b[l] has shape (n_{l+1},) and grad_w[l] shape (n_{l+1}, n_l). For one row these
+        are exactly Nielsen's ``nabla_b, nabla_w`` (with 1-D biases).
+        """
+        result = self._engine.backprop(*self._batch(X, Y))
+        return result["grad_b"], result["grad_w"]
+
+    def trace(self, X, Y):
+        """Every intermediate of one forward and backward pass, as a ``Trace``."""
+        X, Y = self._batch(X, Y)
+        result = self._engine.backprop(X, Y, keep_trace=True)
+        return Trace(
+            zs=result["zs"],
+            activations=[X.copy()] + result["activations"],
+            deltas=result["deltas"],
+            grad_b=result["grad_b"],
+            grad_w=result["grad_w"],
+            loss=float(result["loss"]),
+        )
+
+    def step(self, X, Y, learning_rate):
+        """One SGD step on the batch: W -= learning_rate * grad_W, b -= learning_rate * grad_b.
+
+        Returns the mean cost over the batch before the step.
+        """
+        learning_rate = check_finite_scalar(learning_rate, "learning_rate", positive=True)
+        X, Y = self._batch(X, Y)
+        return float(self._engine.step(X, Y, learning_rate))
+
+    def _is_classification(self, Y):
+        return is_label_vector(Y) and self.sizes[-1] > 1 or self.loss_name in CLASSIFICATION_LOSSES
+
+    def fit(self, X, Y, epochs=30, batch_size=10, learning_rate=3.0, shuffle=True, seed=None,
+            validation_data=None, verbose=False):
+        """Mini-batch SGD, each epoch run natively with the GIL released.
+
+        Each epoch visits the rows in the order ``rng.permutation(n)`` (``rng =
+        np.random.default_rng(seed)``, one per call) or in order when ``shuffle=False``, in
+        consecutive mini-batches of ``batch_size`` rows; the last one may be smaller and
+        its step uses the mean over its own rows. Returns a ``History`` whose ``loss`` and
+        ``accuracy`` are measured on each mini-batch just before its step.
+        """
+        epochs = check_positive_int(epochs, "epochs")
+        batch_size = check_positive_int(batch_size, "batch_size")
+        learning_rate = check_finite_scalar(learning_rate, "learning_rate", positive=True)
+        classification = self._is_classification(Y)
+        X, Y = self._batch(X, Y)
+        validation = self._validation_set(validation_data)
+        rng = np.random.default_rng(seed)
+        history = History()
+        n = X.shape[0]
+        for epoch in range(epochs):
+            order = rng.permutation(n) if shuffle else None
+            started = time.perf_counter()
+            mean_loss, correct = self._engine.train_epoch(X, Y, order, batch_size, learning_rate)
+            seconds = time.perf_counter() - started
+            history.loss.append(float(mean_loss))
+            history.accuracy.append(correct / n if classification else None)
+            history.seconds.append(seconds)
+            history.samples_per_second.append(n / seconds if seconds > 0 else float("inf"))
+            if validation is not None:
+                history.val_loss.append(self.loss(*validation))
+                history.val_accuracy.append(self.evaluate(*validation) if classification else None)
+            if verbose:
+                print(self._epoch_line(epoch, epochs, history))
+        return history
+
+    def _validation_set(self, validation_data):
+        if validation_data is None:
+            return None
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError("validation_data must be a pair (X_val, Y_val)")
+        X_val = self._inputs(validation_data[0], "X_val")
+        Y_val = validation_data[1]
+        as_targets(Y_val, X_val.shape[0], self.sizes[-1], self.dtype, "Y_val")
+        return X_val, Y_val
+
+    @staticmethod
+    def _epoch_line(epoch, epochs, history):
+        parts = [f"epoch {epoch + 1}/{epochs}", f"loss {history.loss[-1]:.4f}"]
+        if history.accuracy[-1] is not None:
+            parts.append(f"accuracy {history.accuracy[-1]:.4f}")
+        if history.val_loss:
+            parts.append(f"val_loss {history.val_loss[-1]:.4f}")
+        if history.val_accuracy and history.val_accuracy[-1] is not None:
+            parts.append(f"val_accuracy {history.val_accuracy[-1]:.4f}")
+        parts.append(f"{history.samples_per_second[-1]:,.0f} samples/s")
+        return "  ".join(parts)
+
+    def evaluate(self, X, y):
+        """Accuracy for classification, the mean cost otherwise.
+
+        Classification means: y is 1-D integer labels, or the loss is a cross-entropy.
+        Accuracy compares argmax of the outputs (a > 0.5 for one output) with the labels
+        (or with argmax of a target matrix).
+        """
+        X = self._inputs(X)
+        n_out = self.sizes[-1]
+        if is_label_vector(y):
+            labels = as_labels(y, X.shape[0], n_out)
+        elif self.loss_name in CLASSIFICATION_LOSSES:
+            labels = self._labels_of(as_targets(y, X.shape[0], n_out, self.dtype))
+        else:
+            return self.loss(X, y)
+        return float(np.mean(self._labels_of(self.predict(X)) == labels))
+
+    @staticmethod
+    def _labels_of(outputs):
+        if outputs.shape[1] == 1:
+            return (outputs[:, 0] > 0.5).astype(np.int64)
+        return np.argmax(outputs, axis=1)
+
+    def __repr__(self):
+        return (f"Network({self.sizes}, activations={self.activations}, loss={self.loss_name!r}, "
+                f"dtype={self.dtype.name!r})")

@@ -1,0 +1,84 @@
+"""The one comparison helper and the one tolerance table of the test suite."""
+
+import numpy as np
+
+# Native and reference compute the same equations in a different order of summation (BLAS
+# GEMM blocks the k-loop, NumPy's matmul may not), so they agree to a few ulps per
+# accumulated product, growing with the length of the sums (n_in, batch size).
+# float64: eps = 2.2e-16, sums of a few hundred terms -> ~1e-13 relative; 1e-10 leaves margin
+#          for 20 chained SGD steps.
+# float32: eps = 1.2e-7, the same reasoning gives ~1e-5; 20 chained steps with sigmoid
+#          saturation amplify it, hence 2e-4 relative / 1e-5 absolute.
+TOLERANCES = {
+    np.dtype(np.float64): {"rtol": 1e-10, "atol": 1e-12},
+    np.dtype(np.float32): {"rtol": 2e-4, "atol": 1e-5},
+}
+
+
+def assert_same(actual, expected, dtype=None, scale=1.0):
+    """Shape, then dtype, then values within the dtype's tolerance (times ``scale``)."""
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape}"
+    dtype = np.dtype(dtype) if dtype is not None else expected.dtype
+    assert actual.dtype == dtype, f"dtype {actual.dtype} != {dtype}"
+    tol = TOLERANCES[dtype]
+    np.testing.assert_allclose(
+        actual, expected, rtol=tol["rtol"] * scale, atol=tol["atol"] * scale
+    )
+
+
+def assert_same_list(actual, expected, dtype=None, scale=1.0):
+    assert len(actual) == len(expected), f"{len(actual)} arrays != {len(expected)}"
+    for index, (a, e) in enumerate(zip(actual, expected)):
+        try:
+            assert_same(a, e, dtype, scale)
+        except AssertionError as exc:
+            raise AssertionError(f"item {index}: {exc}") from None
+
+
+def assert_same_scalar(actual, expected, dtype, scale=1.0):
+    """A Python float (a loss) against the expected one, at the network dtype's tolerance."""
+    assert isinstance(actual, float), f"expected a Python float, got {type(actual).__name__}"
+    assert_same(np.asarray(actual, dtype=dtype), np.asarray(expected, dtype=dtype), dtype, scale)
+
+
+# --- shared test data ------------------------------------------------------------------------
+
+HIDDEN_ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu")
+OUTPUT_ACTIVATIONS = HIDDEN_ACTIVATIONS + ("softmax",)
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# Every valid (hidden activation, output activation, loss) triple.
+PAIRINGS = (
+    [(h, o, "quadratic") for h in HIDDEN_ACTIVATIONS for o in OUTPUT_ACTIVATIONS]
+    + [(h, "sigmoid", "binary_crossentropy") for h in HIDDEN_ACTIVATIONS]
+    + [(h, "softmax", "categorical_crossentropy") for h in HIDDEN_ACTIVATIONS]
+)
+
+
+def pairing_id(pairing):
+    return "-".join(pairing)
+
+
+def make_inputs(rng, m, n_in, dtype, low=-2.0, high=2.0):
+    return rng.uniform(low, high, size=(m, n_in)).astype(dtype)
+
+
+def make_targets(rng, loss, m, n_out, dtype):
+    """Valid targets for the loss: (0,1) for BCE, one-hot rows for CCE, any reals otherwise."""
+    if loss == "binary_crossentropy":
+        return rng.uniform(0.05, 0.95, size=(m, n_out)).astype(dtype)
+    if loss == "categorical_crossentropy":
+        return one_hot_rows(rng.integers(0, n_out, size=m), n_out, dtype)
+    return rng.normal(0.0, 1.0, size=(m, n_out)).astype(dtype)
+
+
+def one_hot_rows(labels, n_out, dtype):
+    """The one-hot encoding the spec prescribes for integer labels (n_out == 1: a column)."""
+    labels = np.asarray(labels)
+    if n_out == 1:
+        return labels.astype(dtype).reshape(-1, 1)
+    targets = np.zeros((labels.shape[0], n_out), dtype=dtype)
+    targets[np.arange(labels.shape[0]), labels] = 1
+    return targets
