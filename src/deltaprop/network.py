@@ -74,7 +74,8 @@ class Network:
                 raise TypeError("Network needs sizes, e.g. Network([784, 30, 10]), or layers=[...]")
             self.sizes = check_sizes(sizes)
             self.dtype = resolve_dtype(dtype)
-            check_activation(activation, output_layer=False)
+            # With no hidden layer, `activation` is only the default of `output`.
+            check_activation(activation, output_layer=len(self.sizes) == 2)
             output = default_output(loss, activation) if output is None else output
             check_activation(output, output_layer=True)
             activations = [activation] * (len(self.sizes) - 2) + [output]
@@ -203,12 +204,13 @@ class Network:
     def _is_classification(self, Y):
         return is_label_vector(Y) and self.sizes[-1] > 1 or self.loss_name in CLASSIFICATION_LOSSES
 
-    def fit(self, X, Y, epochs=30, batch_size=10, learning_rate=3.0, shuffle=True, seed=None,
+    def fit(self, X, Y, epochs=30, batch_size=10, learning_rate=3.0, shuffle=True, seed=0,
             validation_data=None, verbose=False):
         """Mini-batch SGD, each epoch run natively with the GIL released.
 
         Each epoch visits the rows in the order ``rng.permutation(n)`` (``rng =
-        np.random.default_rng(seed)``, one per call) or in order when ``shuffle=False``, in
+        np.random.default_rng(seed)``, one per call; the default seed 0 makes every run
+        repeatable, ``seed=None`` draws fresh entropy) or in order when ``shuffle=False``, in
         consecutive mini-batches of ``batch_size`` rows; the last one may be smaller and
         its step uses the mean over its own rows. Returns a ``History`` whose ``loss`` and
         ``accuracy`` are measured on each mini-batch just before its step.
