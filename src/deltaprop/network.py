@@ -19,7 +19,6 @@ from ._validation import (
     check_positive_int,
     check_sizes,
     is_label_vector,
-    one_hot,
     resolve_dtype,
 )
 from .initializers import check_init, draw_network
@@ -202,7 +201,8 @@ class Network:
         return float(self._engine.step(X, Y, learning_rate))
 
     def _is_classification(self, Y):
-        return is_label_vector(Y) and self.sizes[-1] > 1 or self.loss_name in CLASSIFICATION_LOSSES
+        """Integer labels, or a cross-entropy loss, make a classification task."""
+        return is_label_vector(Y) or self.loss_name in CLASSIFICATION_LOSSES
 
     def fit(self, X, Y, epochs=30, batch_size=10, learning_rate=3.0, shuffle=True, seed=0,
             validation_data=None, verbose=False):
@@ -235,7 +235,9 @@ class Network:
             history.samples_per_second.append(n / seconds if seconds > 0 else float("inf"))
             if validation is not None:
                 history.val_loss.append(self.loss(*validation))
-                history.val_accuracy.append(self.evaluate(*validation) if classification else None)
+                history.val_accuracy.append(
+                    self.evaluate(*validation) if self._is_classification(validation[1]) else None
+                )
             if verbose:
                 print(self._epoch_line(epoch, epochs, history))
         return history
@@ -271,12 +273,12 @@ class Network:
         """
         X = self._inputs(X)
         n_out = self.sizes[-1]
+        if not self._is_classification(y):
+            return self.loss(X, y)
         if is_label_vector(y):
             labels = as_labels(y, X.shape[0], n_out)
-        elif self.loss_name in CLASSIFICATION_LOSSES:
-            labels = self._labels_of(as_targets(y, X.shape[0], n_out, self.dtype))
         else:
-            return self.loss(X, y)
+            labels = self._labels_of(as_targets(y, X.shape[0], n_out, self.dtype))
         return float(np.mean(self._labels_of(self.predict(X)) == labels))
 
     @staticmethod
