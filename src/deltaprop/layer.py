@@ -87,17 +87,27 @@ class Layer:
         _kernels.forward(self._code, A_prev, self._weights, self._biases, Z, A)
         return Z, A
 
-    def output_error(self, Z, A, Y, loss):
-        """BP1 for this layer as the output layer: D of shape (m, n_out)."""
+    def _output_batch(self, Z, A, Y, loss):
+        """Checked (Z, A, Y) of this layer as an output layer with ``loss``, and its code."""
         check_loss(loss)
         check_loss_pairing(self.activation, loss)
         Z = self._matrix(Z, self.n_out, "Z")
         A = self._matrix(A, self.n_out, "A")
         self._check_rows(A, Z.shape[0], "A")
         Y = as_targets(Y, Z.shape[0], self.n_out, self.dtype)
+        return Z, A, Y, LOSS_CODES[loss]
+
+    def output_error(self, Z, A, Y, loss):
+        """BP1 for this layer as the output layer: D of shape (m, n_out)."""
+        Z, A, Y, loss_code = self._output_batch(Z, A, Y, loss)
         D = np.empty_like(Z)
-        _kernels.output_error(self._code, LOSS_CODES[loss], Z, A, Y, D)
+        _kernels.output_error(self._code, loss_code, Z, A, Y, D)
         return D
+
+    def loss(self, Z, A, Y, loss):
+        """The mean cost over the m rows of this layer's output (as an output layer)."""
+        Z, A, Y, loss_code = self._output_batch(Z, A, Y, loss)
+        return _kernels.loss_sum(loss_code, Z, A, Y) / Z.shape[0]
 
     def delta(self, D_next, W_next, Z, A):
         """BP2: this layer's D = (D_next @ W_next) * f'(Z), shape (m, n_out).

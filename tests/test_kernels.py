@@ -1,0 +1,237 @@
+"""The Cython per-layer kernels, through dp.Layer, against the reference equations.
+
+Shapes are deliberately awkward: 1x1, 1xn, nx1, primes; batches of 1 and batches larger
+than the layer widths.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import deltaprop as dp
+from deltaprop import reference
+
+from helpers import (
+    DTYPES,
+    HIDDEN_ACTIVATIONS,
+    OUTPUT_ACTIVATIONS,
+    assert_same,
+    assert_same_list,
+    make_targets,
+)
+
+LAYER_SHAPES = [(1, 1), (1, 5), (5, 1), (13, 7), (31, 17), (3, 2)]  # (n_in, n_out)
+BATCHES = [1, 3, 40]  # 40 > every width above
+
+
+def shape_id(shape):
+    return f"{shape[0]}x{shape[1]}"
+
+
+def make_layer(n_in, n_out, activation, dtype, seed=0):
+    layer = dp.Layer(n_in, n_out, activation, dtype=dtype, seed=seed)
+    assert (layer.n_in, layer.n_out, layer.activation) == (n_in, n_out, activation)
+    assert np.dtype(layer.dtype) == dtype
+    assert layer.weights.shape == (n_out, n_in) and layer.weights.dtype == dtype
+    assert layer.biases.shape == (n_out,) and layer.biases.dtype == dtype
+    # Give the biases some spread (he init leaves them at zero).
+    rng = np.random.default_rng(seed + 100)
+    layer.biases = rng.uniform(-1, 1, n_out).astype(dtype)
+    return layer
+
+
+def inputs(m, n, dtype, seed=1, scale=2.0):
+    return np.random.default_rng(seed).uniform(-scale, scale, (m, n)).astype(dtype)
+
+
+def ref_forward(layer, A_prev):
+    Z = A_prev @ layer.weights.T + layer.biases  # Z = A_prev W^T + b
+    return Z, reference.ACTIVATION_FUNCTIONS[layer.activation][0](Z)
+
+
+def test_layer_initialization_follows_spec():
+    rng = np.random.default_rng(4)
+    layer = dp.Layer(6, 3, "sigmoid", seed=4)
+    assert_same(layer.weights, rng.standard_normal((3, 6)) / np.sqrt(6), np.float64, scale=0)
+    assert_same(layer.biases, rng.standard_normal(3), np.float64, scale=0)
+    layer = dp.Layer(6, 3, "relu", seed=4, dtype="float32")
+    rng = np.random.default_rng(4)
+    expected = (rng.standard_normal((3, 6)) * np.sqrt(2 / 6)).astype(np.float32)
+    assert_same(layer.weights, expected, np.float32, scale=0)
+    assert_same(layer.biases, np.zeros(3, np.float32), np.float32, scale=0)
+
+
+@pytest.mark.parametrize("m", BATCHES)
+@pytest.mark.parametrize("shape", LAYER_SHAPES, ids=shape_id)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("activation", OUTPUT_ACTIVATIONS)
+def test_forward(activation, dtype, shape, m):
+    layer = make_layer(*shape, activation, dtype)
+    A_prev = inputs(m, shape[0], dtype)
+    Z, A = layer.forward(A_prev)
+    Z_ref, A_ref = ref_forward(layer, A_prev)
+    assert_same(Z, Z_ref, dtype)
+    assert_same(A, A_ref, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("activation", OUTPUT_ACTIVATIONS)
+def test_forward_extreme_z_is_finite(activation, dtype):
+    """|z| up to 1e4: no overflow, no NaN."""
+    layer = make_layer(1, 4, activation, dtype)
+    layer.weights = np.array([[1.0], [-1.0], [0.5], [-0.25]], dtype=dtype)
+    layer.biases = np.zeros(4, dtype)
+    A_prev = np.array([[1e4], [-1e4], [0.0], [3e3]], dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Z, A = layer.forward(A_prev)
+        Z_ref, A_ref = ref_forward(layer, A_prev)
+    assert np.isfinite(A).all()
+    assert_same(Z, Z_ref, dtype)
+    assert_same(A, A_ref, dtype)
+
+
+OUTPUT_PAIRS = (
+    [(activation, "quadratic") for activation in OUTPUT_ACTIVATIONS]
+    + [("sigmoid", "binary_crossentropy"), ("softmax", "categorical_crossentropy")]
+)
+
+
+@pytest.mark.parametrize("m", BATCHES)
+@pytest.mark.parametrize("shape", LAYER_SHAPES, ids=shape_id)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("activation, loss", OUTPUT_PAIRS)
+def test_output_error(activation, loss, dtype, shape, m):
+    layer = make_layer(*shape, activation, dtype)
+    A_prev = inputs(m, shape[0], dtype)
+    Z, A = layer.forward(A_prev)
+    Y = make_targets(np.random.default_rng(m), loss, m, shape[1], dtype)
+    D = layer.output_error(Z, A, Y, loss)
+    assert_same(D, reference.output_error(Z, A, Y, activation, loss), dtype)
+
+
+@pytest.mark.parametrize(
+    "activation, loss",
+    [("identity", "binary_crossentropy"), ("softmax", "binary_crossentropy"),
+     ("sigmoid", "categorical_crossentropy"), ("relu", "categorical_crossentropy")],
+)
+def test_output_error_refuses_invalid_pairing(activation, loss):
+    layer = make_layer(3, 2, activation, np.dtype(np.float64))
+    Z, A = layer.forward(inputs(4, 3, np.float64))
+    Y = np.full((4, 2), 0.5)
+    with pytest.raises(ValueError, match=rf"(?is){loss}.*{activation}"):
+        layer.output_error(Z, A, Y, loss)
+
+
+@pytest.mark.parametrize("m", BATCHES)
+@pytest.mark.parametrize("shape", LAYER_SHAPES, ids=shape_id)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("activation", HIDDEN_ACTIVATIONS)
+@pytest.mark.parametrize("n_next", [1, 3])
+def test_delta(activation, dtype, shape, m, n_next):
+    layer = make_layer(*shape, activation, dtype)
+    A_prev = inputs(m, shape[0], dtype)
+    Z, A = layer.forward(A_prev)
+    rng = np.random.default_rng(9)
+    W_next = rng.standard_normal((n_next, shape[1])).astype(dtype)
+    D_next = rng.standard_normal((m, n_next)).astype(dtype)
+    D = layer.delta(D_next, W_next, Z, A)
+    f_prime = reference.ACTIVATION_FUNCTIONS[activation][1]
+    assert_same(D, (D_next @ W_next) * f_prime(Z), dtype)  # BP2
+
+
+def test_delta_refuses_softmax():
+    layer = make_layer(3, 2, "softmax", np.dtype(np.float64))
+    Z, A = layer.forward(inputs(4, 3, np.float64))
+    with pytest.raises(ValueError, match=r"(?is)softmax.*output layer"):
+        layer.delta(np.ones((4, 5)), np.ones((5, 2)), Z, A)
+
+
+@pytest.mark.parametrize("m", BATCHES)
+@pytest.mark.parametrize("shape", LAYER_SHAPES, ids=shape_id)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_gradients(dtype, shape, m):
+    layer = make_layer(*shape, "tanh", dtype)
+    A_prev = inputs(m, shape[0], dtype)
+    D = inputs(m, shape[1], dtype, seed=5)
+    grad_b, grad_w = layer.gradients(D, A_prev)
+    assert_same(grad_b, D.sum(axis=0) / m, dtype)  # BP3
+    assert_same(grad_w, D.T @ A_prev / m, dtype)  # BP4
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize(
+    "sizes, hidden, output, loss",
+    [
+        ([1, 1], "sigmoid", "sigmoid", "quadratic"),
+        ([1, 5], "tanh", "softmax", "categorical_crossentropy"),
+        ([5, 1], "relu", "sigmoid", "binary_crossentropy"),
+        ([13, 7, 3], "leaky_relu", "identity", "quadratic"),
+        ([31, 17, 11, 2], "tanh", "softmax", "quadratic"),
+    ],
+)
+@pytest.mark.parametrize("m", [1, 40])
+def test_layers_chained_reproduce_network(sizes, hidden, output, loss, dtype, m):
+    """Layer kernels, chained by hand, give the network's predict, trace and backprop."""
+    net = dp.Network(sizes, activation=hidden, output=output, loss=loss, dtype=dtype, seed=3)
+    X = inputs(m, sizes[0], dtype)
+    Y = make_targets(np.random.default_rng(2), loss, m, sizes[-1], dtype)
+    zs, activations = [], [X]
+    for layer in net.layers:
+        Z, A = layer.forward(activations[-1])
+        zs.append(Z)
+        activations.append(A)
+    assert_same(activations[-1], net.predict(X), dtype)
+
+    layers = net.layers
+    deltas = [layers[-1].output_error(zs[-1], activations[-1], Y, loss)]  # BP1
+    for l in range(len(layers) - 2, -1, -1):
+        deltas.insert(0, layers[l].delta(deltas[0], layers[l + 1].weights, zs[l], activations[l + 1]))
+    grads = [layer.gradients(D, A_prev) for layer, D, A_prev in zip(layers, deltas, activations)]
+
+    t = net.trace(X, Y)
+    assert_same_list(zs, t.zs, dtype)
+    assert_same_list(activations, t.activations, dtype)
+    assert_same_list(deltas, t.deltas, dtype)
+    assert_same_list([g[0] for g in grads], t.grad_b, dtype)
+    assert_same_list([g[1] for g in grads], t.grad_w, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_layer_weights_share_memory_with_network(dtype):
+    net = dp.Network([4, 6, 5, 3], activation="tanh", dtype=dtype, seed=0)
+    for i, layer in enumerate(net.layers):
+        assert np.shares_memory(layer.weights, net.weights[i])
+        assert np.shares_memory(layer.biases, net.biases[i])
+
+        # writing through the network's list is seen by the layer ...
+        net.weights[i][0, 0] = 7.5
+        net.biases[i][-1] = -2.25
+        assert layer.weights[0, 0] == 7.5 and layer.biases[-1] == -2.25
+        # ... and writing through the layer is seen by the network
+        layer.weights[-1, -1] = 1.25
+        layer.biases[0] = 0.5
+        assert net.weights[i][-1, -1] == 1.25 and net.biases[i][0] == 0.5
+
+    # assignment copies into place on either side
+    new_w = [np.full(w.shape, 0.125 * (i + 1), dtype) for i, w in enumerate(net.weights)]
+    net.weights = new_w
+    for layer, w in zip(net.layers, new_w):
+        assert_same(layer.weights, w, dtype, scale=0)
+    new_b = np.arange(6, dtype=dtype)
+    net.layers[0].biases = new_b
+    assert_same(net.biases[0], new_b, dtype, scale=0)
+    new_b[0] = 99  # copied, not aliased
+    assert net.biases[0][0] == 0
+
+    # a training step through the network moves the layers' parameters
+    before = net.layers[1].weights.copy()
+    X = inputs(8, 4, dtype)
+    Y = inputs(8, 3, dtype, seed=2)
+    net.step(X, Y, 0.5)
+    assert not np.array_equal(net.layers[1].weights, before)
+    assert_same_list([layer.weights for layer in net.layers], net.weights, dtype, scale=0)
+    # and the layer's forward uses the network's current parameters
+    assert_same(net.layers[0].forward(X)[1], reference.tanh(X @ net.weights[0].T + net.biases[0]),
+                dtype)

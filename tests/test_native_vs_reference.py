@@ -1,0 +1,316 @@
+"""The pybind11 engine (dp.Network) against the pure-NumPy reference (deltaprop.reference).
+
+Every valid (hidden activation, output activation, loss) pairing x float32/float64 is run
+at two batch sizes; the awkward shapes and batch sizes are swept on a few pairings.
+"""
+
+import numpy as np
+import pytest
+
+import deltaprop as dp
+from deltaprop import reference
+
+from helpers import (
+    DTYPES,
+    PAIRINGS,
+    assert_same,
+    assert_same_list,
+    assert_same_scalar,
+    make_inputs,
+    make_targets,
+    one_hot_rows,
+    pairing_id,
+)
+
+PAIRING_SIZES = [5, 7, 6, 3]  # two hidden layers: BP2 is applied twice
+SWEEP_SIZES = [[1, 1], [1, 5], [5, 1], [13, 7, 3], [31, 17, 11]]
+SWEEP_BATCHES = [1, 2, 7, 64, 257]
+SWEEP_PAIRINGS = [
+    ("sigmoid", "sigmoid", "quadratic"),
+    ("tanh", "sigmoid", "binary_crossentropy"),
+    ("relu", "softmax", "categorical_crossentropy"),
+    ("leaky_relu", "softmax", "quadratic"),
+]
+LEARNING_RATE = 0.05  # 0.1 diverges for the all-identity network on one row
+
+
+def build_pair(sizes, hidden, output, loss, dtype, seed=0):
+    """A native network and a reference network built from the same arguments."""
+    kwargs = dict(activation=hidden, output=output, loss=loss, dtype=dtype, seed=seed)
+    net = dp.Network(sizes, **kwargs)
+    ref = reference.Network(sizes, **kwargs)
+    # Same arguments, same initial parameters (both draw from one default_rng(seed)).
+    assert_same_list(net.weights, ref.weights, dtype, scale=0)
+    assert_same_list(net.biases, ref.biases, dtype, scale=0)
+    return net, ref
+
+
+def data(sizes, loss, m, dtype, seed=1):
+    rng = np.random.default_rng(seed)
+    return make_inputs(rng, m, sizes[0], dtype), make_targets(rng, loss, m, sizes[-1], dtype)
+
+
+def check_trace(net, ref, X, Y, dtype, scale=1.0):
+    t = net.trace(X, Y)
+    r = ref.trace(X, Y)
+    n = len(net.sizes) - 1
+    assert len(t.zs) == n and len(t.deltas) == n and len(t.activations) == n + 1
+    assert_same(t.activations[0], X, dtype, scale=0)
+    assert_same_list(t.zs, r.zs, dtype, scale)
+    assert_same_list(t.activations, r.activations, dtype, scale)
+    assert_same_list(t.deltas, r.deltas, dtype, scale)
+    assert_same_list(t.grad_b, r.grad_b, dtype, scale)
+    assert_same_list(t.grad_w, r.grad_w, dtype, scale)
+    assert_same_scalar(t.loss, r.loss, dtype, scale)
+    return t
+
+
+def check_all(net, ref, X, Y, dtype):
+    """predict, trace, backprop, loss, then 20 SGD steps (parameters after each)."""
+    assert_same(net.predict(X), ref.predict(X), dtype)
+    t = check_trace(net, ref, X, Y, dtype)
+    assert_same(t.activations[-1], net.predict(X), dtype)
+
+    grad_b, grad_w = net.backprop(X, Y)
+    ref_b, ref_w = ref.backprop(X, Y)
+    assert_same_list(grad_b, ref_b, dtype)
+    assert_same_list(grad_w, ref_w, dtype)
+    # backprop and trace are the same computation
+    assert_same_list(grad_b, t.grad_b, dtype)
+    assert_same_list(grad_w, t.grad_w, dtype)
+
+    assert_same_scalar(net.loss(X, Y), ref.loss(X, Y), dtype)
+
+    for _ in range(20):
+        net.step(X, Y, LEARNING_RATE)
+        ref.step(X, Y, LEARNING_RATE)
+    assert_same_list(net.weights, ref.weights, dtype)
+    assert_same_list(net.biases, ref.biases, dtype)
+    assert_same(net.predict(X), ref.predict(X), dtype)
+
+
+# --- the full pairing matrix ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("m", [1, 7])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("pairing", PAIRINGS, ids=pairing_id)
+def test_pairing_matrix(pairing, dtype, m):
+    hidden, output, loss = pairing
+    net, ref = build_pair(PAIRING_SIZES, hidden, output, loss, dtype)
+    X, Y = data(PAIRING_SIZES, loss, m, dtype)
+    check_all(net, ref, X, Y, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("pairing", PAIRINGS, ids=pairing_id)
+def test_fit_matches_reference(pairing, dtype):
+    hidden, output, loss = pairing
+    net, ref = build_pair(PAIRING_SIZES, hidden, output, loss, dtype)
+    X, Y = data(PAIRING_SIZES, loss, 53, dtype)  # 53 = 7 * 7 + 4: a partial last batch
+    kwargs = dict(epochs=2, batch_size=7, learning_rate=LEARNING_RATE, shuffle=True, seed=3)
+    history = net.fit(X, Y, **kwargs)
+    ref_history = ref.fit(X, Y, **kwargs)
+    assert_same_list(net.weights, ref.weights, dtype)
+    assert_same_list(net.biases, ref.biases, dtype)
+    assert history.epochs == 2
+    assert len(history.loss) == 2
+    assert_same(np.asarray(history.loss, dtype=dtype), np.asarray(ref_history.loss, dtype=dtype))
+
+
+def test_fit_shuffle_order_is_the_specified_one():
+    """fit's mini-batches are chunks of default_rng(seed).permutation(n), one per epoch."""
+    dtype = np.dtype(np.float64)
+    sizes = [4, 5, 2]
+    net, _ = build_pair(sizes, "sigmoid", None, "quadratic", dtype)
+    manual, _ = build_pair(sizes, "sigmoid", None, "quadratic", dtype)
+    X, Y = data(sizes, "quadratic", 23, dtype)
+    net.fit(X, Y, epochs=2, batch_size=5, learning_rate=0.5, shuffle=True, seed=11)
+    rng = np.random.default_rng(11)
+    for _ in range(2):
+        order = rng.permutation(23)
+        for start in range(0, 23, 5):
+            idx = order[start : start + 5]
+            manual.step(X[idx], Y[idx], 0.5)
+    assert_same_list(net.weights, manual.weights, dtype)
+    assert_same_list(net.biases, manual.biases, dtype)
+
+
+def test_fit_without_shuffle_is_steps_in_order():
+    dtype = np.dtype(np.float64)
+    sizes = [4, 5, 2]
+    net, _ = build_pair(sizes, "tanh", "identity", "quadratic", dtype)
+    manual, _ = build_pair(sizes, "tanh", "identity", "quadratic", dtype)
+    X, Y = data(sizes, "quadratic", 12, dtype)
+    net.fit(X, Y, epochs=1, batch_size=5, learning_rate=0.2, shuffle=False)
+    for start in range(0, 12, 5):
+        manual.step(X[start : start + 5], Y[start : start + 5], 0.2)
+    assert_same_list(net.weights, manual.weights, dtype)
+    assert_same_list(net.biases, manual.biases, dtype)
+
+
+# --- awkward shapes and batch sizes on a few pairings -----------------------------------------
+
+
+@pytest.mark.parametrize("m", SWEEP_BATCHES)
+@pytest.mark.parametrize("sizes", SWEEP_SIZES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("pairing", SWEEP_PAIRINGS, ids=pairing_id)
+def test_shapes_and_batch_sizes(pairing, dtype, sizes, m):
+    hidden, output, loss = pairing
+    net, ref = build_pair(sizes, hidden, output, loss, dtype, seed=5)
+    X, Y = data(sizes, loss, m, dtype, seed=m)
+    # Sums over up to 257 rows: the tolerance table's reasoning allows for sums of a few
+    # hundred terms, so no scaling is needed.
+    check_all(net, ref, X, Y, dtype)
+
+
+# --- integer labels ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize(
+    "hidden, output, loss, n_out",
+    [
+        ("relu", "softmax", "categorical_crossentropy", 4),
+        ("sigmoid", "sigmoid", "binary_crossentropy", 1),
+        ("sigmoid", "sigmoid", "binary_crossentropy", 3),
+        ("tanh", "sigmoid", "quadratic", 4),
+        ("sigmoid", "sigmoid", "quadratic", 1),
+    ],
+)
+def test_integer_labels(hidden, output, loss, n_out, dtype):
+    sizes = [6, 5, n_out]
+    net, ref = build_pair(sizes, hidden, output, loss, dtype)
+    rng = np.random.default_rng(7)
+    m = 19
+    X = make_inputs(rng, m, sizes[0], dtype)
+    labels = rng.integers(0, max(n_out, 2), size=m)
+    Y = one_hot_rows(labels, n_out, dtype)
+
+    # labels and their one-hot encoding give the same result, natively and in the reference
+    t_labels = check_trace(net, ref, X, labels, dtype)
+    t_onehot = net.trace(X, Y)
+    assert_same_list(t_labels.grad_w, t_onehot.grad_w, dtype, scale=0)
+    assert_same_list(t_labels.grad_b, t_onehot.grad_b, dtype, scale=0)
+    assert_same_scalar(t_labels.loss, t_onehot.loss, dtype, scale=0)
+    assert_same_scalar(net.loss(X, labels), ref.loss(X, labels), dtype)
+
+    net.fit(X, labels, epochs=2, batch_size=4, learning_rate=0.5, seed=1)
+    ref.fit(X, labels, epochs=2, batch_size=4, learning_rate=0.5, seed=1)
+    assert_same_list(net.weights, ref.weights, dtype)
+    assert_same_list(net.biases, ref.biases, dtype)
+
+    accuracy = net.evaluate(X, labels)
+    predictions = net.predict(X)
+    if n_out == 1:
+        expected = np.mean((predictions[:, 0] > 0.5) == labels)
+    else:
+        expected = np.mean(np.argmax(predictions, axis=1) == labels)
+    assert accuracy == pytest.approx(expected)
+    assert accuracy == pytest.approx(ref.evaluate(X, labels))
+
+
+# --- networks built from layers ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_network_from_layers(dtype):
+    layers = [
+        dp.Layer(6, 9, "relu", dtype=dtype, seed=1),
+        dp.Layer(9, 5, "tanh", dtype=dtype, seed=2),
+        dp.Layer(5, 4, "softmax", dtype=dtype, seed=3),
+    ]
+    net = dp.Network(layers=layers, loss="categorical_crossentropy")
+    assert net.sizes == [6, 9, 5, 4]
+    assert net.dtype == dtype
+    assert net.n_layers == 3
+    assert [layer.activation for layer in net.layers] == ["relu", "tanh", "softmax"]
+    ref = reference.Network.from_network(net)
+    assert ref.sizes == [6, 9, 5, 4]
+    assert_same_list(ref.weights, net.weights, dtype, scale=0)
+    assert_same_list(ref.biases, net.biases, dtype, scale=0)
+
+    X, Y = data(net.sizes, "categorical_crossentropy", 11, dtype)
+    check_all(net, ref, X, Y, dtype)
+
+    # from_network copies: training the reference does not move the native network
+    before = [w.copy() for w in net.weights]
+    ref.step(X, Y, 1.0)
+    assert_same_list(net.weights, before, dtype, scale=0)
+
+    ref = reference.Network.from_network(net)
+    kwargs = dict(epochs=2, batch_size=4, learning_rate=0.3, seed=9)
+    net.fit(X, Y, **kwargs)
+    ref.fit(X, Y, **kwargs)
+    assert_same_list(net.weights, ref.weights, dtype)
+    assert_same_list(net.biases, ref.biases, dtype)
+
+
+# --- Nielsen's single-sample backprop ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize(
+    "sizes, hidden, output, loss",
+    [
+        ([784, 30, 10], "sigmoid", None, "quadratic"),  # network.py's own network
+        ([3, 4, 2], "sigmoid", None, "quadratic"),
+        ([1, 1], "sigmoid", None, "quadratic"),
+        ([5, 7, 3, 2], "tanh", "sigmoid", "binary_crossentropy"),
+        ([5, 7, 3], "relu", "softmax", "categorical_crossentropy"),
+    ],
+)
+def test_single_sample_matches_nielsen(sizes, hidden, output, loss, dtype):
+    net, ref = build_pair(sizes, hidden, output, loss, dtype, seed=2)
+    X, Y = data(sizes, loss, 1, dtype, seed=4)
+    grad_b, grad_w = net.backprop(X, Y)
+    nabla_b, nabla_w = ref.backprop_sample(X[0], Y[0])
+    assert_same_list(grad_b, nabla_b, dtype)
+    assert_same_list(grad_w, nabla_w, dtype)
+    # a 1-D x is one row
+    grad_b_1d, grad_w_1d = net.backprop(X[0], Y)
+    assert_same_list(grad_b_1d, grad_b, dtype, scale=0)
+    assert_same_list(grad_w_1d, grad_w, dtype, scale=0)
+
+
+def test_backprop_is_mean_of_single_sample_gradients():
+    """BP3/BP4 average over rows: the batch gradient is the mean of Nielsen's per-sample ones."""
+    dtype = np.dtype(np.float64)
+    sizes = [4, 6, 3]
+    net, ref = build_pair(sizes, "sigmoid", None, "quadratic", dtype)
+    X, Y = data(sizes, "quadratic", 9, dtype)
+    grad_b, grad_w = net.backprop(X, Y)
+    samples = [ref.backprop_sample(X[i], Y[i]) for i in range(9)]
+    for layer in range(2):
+        assert_same(grad_b[layer], np.mean([s[0][layer] for s in samples], axis=0), dtype)
+        assert_same(grad_w[layer], np.mean([s[1][layer] for s in samples], axis=0), dtype)
+
+
+# --- defaults -----------------------------------------------------------------------------------
+
+
+def test_fit_default_seed_is_zero():
+    """The spec's signature is fit(..., shuffle=True, seed=0): the default order is seed 0's."""
+    dtype = np.dtype(np.float64)
+    sizes = [4, 5, 2]
+    net, ref = build_pair(sizes, "sigmoid", None, "quadratic", dtype)
+    X, Y = data(sizes, "quadratic", 23, dtype)
+    net.fit(X, Y, epochs=2, batch_size=5, learning_rate=0.5)
+    ref.fit(X, Y, epochs=2, batch_size=5, learning_rate=0.5, seed=0)
+    assert_same_list(net.weights, ref.weights, dtype)
+    assert_same_list(net.biases, ref.biases, dtype)
+
+
+@pytest.mark.parametrize(
+    "activation, loss", [("softmax", "categorical_crossentropy"), ("softmax", "quadratic")]
+)
+def test_single_layer_network_takes_output_activation_as_activation(activation, loss):
+    """With sizes of length 2 the only layer is the output layer, so activation='softmax'
+    (output=None) is valid, as in the reference."""
+    dtype = np.dtype(np.float64)
+    sizes = [4, 3]
+    net, ref = build_pair(sizes, activation, None, loss, dtype)
+    assert [layer.activation for layer in net.layers] == ["softmax"]
+    X, Y = data(sizes, loss, 9, dtype)
+    check_all(net, ref, X, Y, dtype)
