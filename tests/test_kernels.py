@@ -13,6 +13,7 @@ import deltaprop as dp
 from deltaprop import reference
 
 from helpers import (
+    assert_same_scalar,
     DTYPES,
     HIDDEN_ACTIVATIONS,
     OUTPUT_ACTIVATIONS,
@@ -109,6 +110,17 @@ def test_output_error(activation, loss, dtype, shape, m):
     Y = make_targets(np.random.default_rng(m), loss, m, shape[1], dtype)
     D = layer.output_error(Z, A, Y, loss)
     assert_same(D, reference.output_error(Z, A, Y, activation, loss), dtype)
+
+
+@pytest.mark.parametrize("m", BATCHES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("activation, loss", OUTPUT_PAIRS)
+def test_layer_loss(activation, loss, dtype, m):
+    layer = make_layer(7, 3, activation, dtype)
+    Z, A = layer.forward(inputs(m, 7, dtype))
+    Y = make_targets(np.random.default_rng(m), loss, m, 3, dtype)
+    expected = reference.LOSS_FUNCTIONS[loss](Z, A, Y)
+    assert_same_scalar(layer.loss(Z, A, Y, loss), float(expected), dtype)
 
 
 @pytest.mark.parametrize(
