@@ -82,3 +82,55 @@ def one_hot_rows(labels, n_out, dtype):
     targets = np.zeros((labels.shape[0], n_out), dtype=dtype)
     targets[np.arange(labels.shape[0]), labels] = 1
     return targets
+
+
+# --- training (fit): shared data and comparisons ------------------------------------------------
+
+NEW_ACTIVATIONS = ("elu", "softplus")
+OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad")
+SCHEDULE_NAMES = ("constant", "step", "exponential", "invscaling", "cosine")
+INITIALIZER_NAMES = (
+    "nielsen", "large", "glorot_uniform", "glorot_normal", "he_normal", "he_uniform",
+    "lecun_normal",
+)
+
+
+def build_pair(sizes, hidden, output, loss, dtype, seed=0, init=None):
+    """A native and a reference network from the same arguments (hence the same parameters)."""
+    import deltaprop as dp
+    from deltaprop import reference
+
+    kwargs = dict(activation=hidden, output=output, loss=loss, dtype=dtype, seed=seed, init=init)
+    net = dp.Network(sizes, **kwargs)
+    ref = reference.Network(sizes, **kwargs)
+    assert_same_parameters(net, ref, dtype, scale=0)
+    return net, ref
+
+
+def assert_same_parameters(actual, expected, dtype=None, scale=1.0):
+    """Weights and biases of two networks (native or reference) agree."""
+    try:
+        assert_same_list(actual.weights, expected.weights, dtype, scale)
+        assert_same_list(actual.biases, expected.biases, dtype, scale)
+    except AssertionError as exc:
+        raise AssertionError(f"parameters differ: {exc}") from None
+
+
+def assert_same_history(actual, expected, dtype, scale=1.0):
+    """Two fit Histories agree: the same epochs, learning rates, early-stopping outcome and
+    accuracies (counts of rows: exact), losses and gradient norms within the tolerance."""
+    assert actual.epochs == expected.epochs, f"{actual.epochs} epochs != {expected.epochs}"
+    assert actual.learning_rate == expected.learning_rate
+    assert actual.accuracy == expected.accuracy
+    assert actual.val_accuracy == expected.val_accuracy
+    assert actual.best_epoch == expected.best_epoch
+    assert actual.stopped_early == expected.stopped_early
+    for name in ("loss", "val_loss"):
+        a, e = getattr(actual, name), getattr(expected, name)
+        assert len(a) == len(e), f"History.{name}: {len(a)} entries != {len(e)}"
+        if a:
+            assert_same(np.asarray(a, dtype=dtype), np.asarray(e, dtype=dtype), dtype, scale)
+    assert len(actual.grad_norms) == len(expected.grad_norms)
+    if actual.grad_norms:
+        assert_same(np.asarray(actual.grad_norms, dtype=dtype),
+                    np.asarray(expected.grad_norms, dtype=dtype), dtype, scale)

@@ -119,7 +119,8 @@ def test_fit_matches_reference(pairing, dtype):
 
 
 def test_fit_shuffle_order_is_the_specified_one():
-    """fit's mini-batches are chunks of default_rng(seed).permutation(n), one per epoch."""
+    """fit's mini-batches are chunks of default_rng(seed).permutation(n), one per epoch,
+    drawn after the dropout key (drawn first, always)."""
     dtype = np.dtype(np.float64)
     sizes = [4, 5, 2]
     net, _ = build_pair(sizes, "sigmoid", None, "quadratic", dtype)
@@ -127,6 +128,7 @@ def test_fit_shuffle_order_is_the_specified_one():
     X, Y = data(sizes, "quadratic", 23, dtype)
     net.fit(X, Y, epochs=2, batch_size=5, learning_rate=0.5, shuffle=True, seed=11)
     rng = np.random.default_rng(11)
+    rng.integers(0, 2**63, dtype=np.int64)  # the dropout key
     for _ in range(2):
         order = rng.permutation(23)
         for start in range(0, 23, 5):

@@ -12,14 +12,16 @@
 
 namespace deltaprop {
 
-enum class Activation : int { identity = 0, sigmoid = 1, tanh = 2, relu = 3, leaky_relu = 4, softmax = 5 };
+enum class Activation : int {
+    identity = 0, sigmoid = 1, tanh = 2, relu = 3, leaky_relu = 4, softmax = 5, elu = 6, softplus = 7
+};
 
 inline constexpr double leaky_relu_slope = 0.01;  // PyTorch's default
 
 inline Activation activation_from_code(int code) {
-    if (code < 0 || code > 5)
+    if (code < 0 || code > 7)
         throw std::invalid_argument("unknown activation code " + std::to_string(code) +
-                                    "; expected 0..5");
+                                    "; expected 0..7");
     return static_cast<Activation>(code);
 }
 
@@ -53,6 +55,13 @@ void activate(Activation f, const MatrixView<const T>& Z, const MatrixView<T>& A
             for (std::size_t i = 0; i < n; ++i)
                 a[i] = z[i] > T(0) ? z[i] : T(leaky_relu_slope) * z[i];
             break;
+        case Activation::elu:  // alpha = 1
+            for (std::size_t i = 0; i < n; ++i) a[i] = z[i] > T(0) ? z[i] : std::expm1(z[i]);
+            break;
+        case Activation::softplus:  // ln(1 + e^z) = max(z, 0) + ln(1 + e^-|z|)
+            for (std::size_t i = 0; i < n; ++i)
+                a[i] = std::max(z[i], T(0)) + std::log1p(std::exp(-std::abs(z[i])));
+            break;
         case Activation::softmax:
             for (std::size_t r = 0; r < Z.rows; ++r) {
                 const T* zr = Z.row(r);
@@ -67,7 +76,8 @@ void activate(Activation f, const MatrixView<const T>& Z, const MatrixView<T>& A
 }
 
 // D *= f'(Z), elementwise; the derivative of every activation with a diagonal Jacobian.
-// sigmoid' = a (1 - a), tanh' = 1 - a^2, relu' = [z > 0], leaky_relu' = [z > 0] + slope [z <= 0].
+// sigmoid' = a (1 - a), tanh' = 1 - a^2, relu' = [z > 0], leaky_relu' = [z > 0] + slope [z <= 0],
+// elu' = [z > 0] + (a + 1) [z <= 0], softplus' = sigmoid(z).
 template <class T>
 void multiply_by_derivative(Activation f, const MatrixView<const T>& Z,
                             const MatrixView<const T>& A, const MatrixView<T>& D) {
@@ -90,6 +100,12 @@ void multiply_by_derivative(Activation f, const MatrixView<const T>& Z,
         case Activation::leaky_relu:
             for (std::size_t i = 0; i < n; ++i)
                 d[i] = z[i] > T(0) ? d[i] : T(leaky_relu_slope) * d[i];
+            break;
+        case Activation::elu:
+            for (std::size_t i = 0; i < n; ++i) d[i] = z[i] > T(0) ? d[i] : d[i] * (a[i] + T(1));
+            break;
+        case Activation::softplus:
+            for (std::size_t i = 0; i < n; ++i) d[i] *= sigmoid(z[i]);
             break;
         case Activation::softmax:
             throw std::invalid_argument(

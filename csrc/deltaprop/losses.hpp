@@ -13,16 +13,17 @@
 
 namespace deltaprop {
 
-enum class Loss : int { quadratic = 0, binary_crossentropy = 1, categorical_crossentropy = 2 };
+enum class Loss : int { quadratic = 0, binary_crossentropy = 1, categorical_crossentropy = 2, huber = 3 };
 
 inline Loss loss_from_code(int code) {
-    if (code < 0 || code > 2)
-        throw std::invalid_argument("unknown loss code " + std::to_string(code) + "; expected 0..2");
+    if (code < 0 || code > 3)
+        throw std::invalid_argument("unknown loss code " + std::to_string(code) + "; expected 0..3");
     return static_cast<Loss>(code);
 }
 
 inline const char* activation_name(Activation f) {
-    static const char* names[] = {"identity", "sigmoid", "tanh", "relu", "leaky_relu", "softmax"};
+    static const char* names[] = {"identity", "sigmoid", "tanh", "relu",
+                                  "leaky_relu", "softmax", "elu", "softplus"};
     return names[static_cast<int>(f)];
 }
 
@@ -40,8 +41,8 @@ inline void require_valid_pairing(Activation output, Loss loss) {
 
 // BP1: D = dC/dA (.) f'(Z).
 //   sigmoid + binary_crossentropy, softmax + categorical_crossentropy: D = A - Y (fused, exact).
-//   quadratic: dC/dA = A - Y, times f'(Z); for softmax its Jacobian-vector product
-//   D = A (.) (G - sum_j G_j A_j) with G = A - Y.
+//   quadratic: dC/dA = G = A - Y; huber: G = clip(A - Y, -1, 1); times f'(Z), or for softmax
+//   its Jacobian-vector product D = A (.) (G - sum_j G_j A_j).
 template <class T>
 void output_error(Activation f, Loss loss, const MatrixView<const T>& Z,
                   const MatrixView<const T>& A, const MatrixView<const T>& Y,
@@ -49,7 +50,9 @@ void output_error(Activation f, Loss loss, const MatrixView<const T>& Z,
     require_valid_pairing(f, loss);
     const std::size_t n = D.size();
     for (std::size_t i = 0; i < n; ++i) D.data[i] = A.data[i] - Y.data[i];
-    if (loss != Loss::quadratic) return;
+    if (loss == Loss::binary_crossentropy || loss == Loss::categorical_crossentropy) return;
+    if (loss == Loss::huber)
+        for (std::size_t i = 0; i < n; ++i) D.data[i] = std::clamp(D.data[i], T(-1), T(1));
     if (f == Activation::softmax) {
         for (std::size_t r = 0; r < D.rows; ++r) {
             const T* a = A.row(r);
@@ -68,6 +71,7 @@ void output_error(Activation f, Loss loss, const MatrixView<const T>& Z,
 //   quadratic:                C = 1/2 sum_j (a_j - y_j)^2
 //   binary_crossentropy:      C = sum_j max(z_j, 0) - y_j z_j + ln(1 + e^-|z_j|)
 //   categorical_crossentropy: C = sum_j y_j (logsumexp(z) - z_j)
+//   huber (delta 1):          C = sum_j r^2 / 2 if |r| <= 1 else |r| - 1/2, r = a_j - y_j
 template <class T>
 double loss_sum(Loss loss, const MatrixView<const T>& Z, const MatrixView<const T>& A,
                 const MatrixView<const T>& Y) {
@@ -78,6 +82,12 @@ double loss_sum(Loss loss, const MatrixView<const T>& Z, const MatrixView<const 
             for (std::size_t i = 0; i < n; ++i) {
                 double diff = double(A.data[i]) - double(Y.data[i]);
                 total += 0.5 * diff * diff;
+            }
+            break;
+        case Loss::huber:
+            for (std::size_t i = 0; i < n; ++i) {
+                double r = std::abs(double(A.data[i]) - double(Y.data[i]));
+                total += r <= 1.0 ? 0.5 * r * r : r - 0.5;
             }
             break;
         case Loss::binary_crossentropy:

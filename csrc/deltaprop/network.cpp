@@ -1,10 +1,12 @@
 #include "network.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 
 #include "dense.hpp"
+#include "dropout.hpp"
 
 namespace deltaprop {
 
@@ -38,6 +40,8 @@ Network<T>::Network(std::vector<std::size_t> sizes, std::vector<Activation> acti
     zs_.resize(n_layers());
     activations_ws_.resize(n_layers());
     deltas_.resize(n_layers());
+    masks_.resize(n_layers());
+    dropped_.resize(n_layers());
 }
 
 template <class T>
@@ -65,6 +69,10 @@ void Network<T>::reserve(std::size_t rows) {
         zs_[l].resize(rows * sizes_[l + 1]);
         activations_ws_[l].resize(rows * sizes_[l + 1]);
         deltas_[l].resize(rows * sizes_[l + 1]);
+        if (l < config_.dropout.size() && config_.dropout[l] > 0) {
+            masks_[l].resize(rows * sizes_[l + 1]);
+            dropped_[l].resize(rows * sizes_[l + 1]);
+        }
     }
     capacity_ = rows;
 }
@@ -79,14 +87,31 @@ void Network<T>::check_batch(const MatrixView<const T>& X, const MatrixView<cons
 }
 
 template <class T>
+MatrixView<const T> Network<T>::layer_input(const MatrixView<const T>& X, std::size_t layer) {
+    if (layer == 0) return X;
+    if (dropout_active(layer - 1))
+        return MatrixView<const T>(dropped_[layer - 1].data(), rows_, sizes_[layer]);
+    return activations(layer - 1);
+}
+
+template <class T>
 void Network<T>::forward(const MatrixView<const T>& X) {
+    forward_train(X, 0);
+}
+
+template <class T>
+void Network<T>::forward_train(const MatrixView<const T>& X, std::uint64_t step) {
     reserve(X.rows);
     rows_ = X.rows;
-    MatrixView<const T> input = X;
     for (std::size_t l = 0; l < n_layers(); ++l) {
         MatrixView<T> Z = zs(l), A = activations(l);
-        dense_forward<T>(activations_[l], input, weights(l), biases(l), Z, A);
-        input = A;
+        dense_forward<T>(activations_[l], layer_input(X, l), weights(l), biases(l), Z, A);
+        if (dropout_active(l)) {  // H_l = A_l (.) M_l; A_l itself stays for f'
+            MatrixView<T> M(masks_[l].data(), rows_, sizes_[l + 1]);
+            dropout_mask<T>(config_.key, step, l, config_.dropout[l], M);
+            T* h = dropped_[l].data();
+            for (std::size_t i = 0; i < M.size(); ++i) h[i] = A.data[i] * M.data[i];
+        }
     }
 }
 
@@ -97,27 +122,57 @@ double Network<T>::forward_loss(const MatrixView<const T>& Y) {
 }
 
 template <class T>
-void Network<T>::backward(const MatrixView<const T>& X, const MatrixView<const T>& Y, bool apply_sgd,
-                          T learning_rate) {
+void Network<T>::backward(const MatrixView<const T>& X, const MatrixView<const T>& Y) {
     const std::size_t L = n_layers() - 1;
     const T inverse_m = T(1) / T(rows_);
     // BP1: the output error.
     output_error<T>(activations_[L], loss_, zs(L), activations(L), Y, deltas(L));
     for (std::size_t l = L + 1; l-- > 0;) {
-        MatrixView<const T> A_prev = l == 0 ? X : MatrixView<const T>(activations(l - 1));
-        // BP2: the delta of the layer below, while W_l still holds its pre-step values.
-        if (l > 0) dense_delta<T>(activations_[l - 1], deltas(l), weights(l), zs(l - 1),
-                                  activations(l - 1), deltas(l - 1));
+        // BP2: the delta of the layer below (times its dropout mask, if any).
+        if (l > 0) {
+            dense_delta<T>(activations_[l - 1], deltas(l), weights(l), zs(l - 1),
+                           activations(l - 1), deltas(l - 1));
+            if (dropout_active(l - 1)) {
+                MatrixView<T> D = deltas(l - 1);
+                const T* mask = masks_[l - 1].data();
+                for (std::size_t i = 0; i < D.size(); ++i) D.data[i] *= mask[i];
+            }
+        }
         // BP3 (biases) and BP4 (weights), for the mean cost over the batch.
         dense_bias_gradient<T>(deltas(l), inverse_m, grad_biases(l));
-        if (apply_sgd) {
-            dense_weight_gradient<T>(deltas(l), A_prev, -learning_rate * inverse_m, T(1), weights(l));
-            VectorView<T> b = biases(l), g = grad_biases(l);
-            for (std::size_t j = 0; j < b.size; ++j) b.data[j] -= learning_rate * g.data[j];
-        } else {
-            dense_weight_gradient<T>(deltas(l), A_prev, inverse_m, T(0), grad_weights(l));
-        }
+        dense_weight_gradient<T>(deltas(l), layer_input(X, l), inverse_m, T(0), grad_weights(l));
     }
+}
+
+template <class T>
+void Network<T>::apply_update(T learning_rate, EpochResult& result) {
+    for (std::size_t l = 0; l < n_layers(); ++l) {
+        MatrixView<T> g = grad_weights(l);
+        double squares = 0;
+        for (std::size_t i = 0; i < g.size(); ++i) squares += double(g.data[i]) * double(g.data[i]);
+        result.grad_norms[l] += std::sqrt(squares);
+    }
+    if (config_.clip_norm > 0) {  // torch.nn.utils.clip_grad_norm_ over every gradient
+        double squares = 0;
+        for (T value : gradients_) squares += double(value) * double(value);
+        const double coefficient = config_.clip_norm / (std::sqrt(squares) + 1e-6);
+        if (coefficient < 1)
+            for (T& value : gradients_) value *= T(coefficient);
+    }
+    const T l2 = T(config_.l2 / double(config_.n_train));
+    const T l1 = T(config_.l1 / double(config_.n_train));
+    const T decay = learning_rate * T(config_.weight_decay);
+    for (std::size_t l = 0; l < n_layers(); ++l) {  // weights only; biases are not regularized
+        MatrixView<T> w = weights(l), g = grad_weights(l);
+        if (config_.l2 > 0)  // Nielsen's (lambda / n) w
+            for (std::size_t i = 0; i < w.size(); ++i) g.data[i] += l2 * w.data[i];
+        if (config_.l1 > 0)  // (lambda / n) sgn(w)
+            for (std::size_t i = 0; i < w.size(); ++i)
+                g.data[i] += l1 * T((w.data[i] > T(0)) - (w.data[i] < T(0)));
+        if (config_.weight_decay > 0)  // decoupled: w <- w - eta * weight_decay * w
+            for (std::size_t i = 0; i < w.size(); ++i) w.data[i] -= decay * w.data[i];
+    }
+    optimizer_.update(parameters_.data(), gradients_.data(), parameters_.size(), learning_rate);
 }
 
 template <class T>
@@ -153,7 +208,7 @@ double Network<T>::backprop(const MatrixView<const T>& X, const MatrixView<const
     check_batch(X, &Y);
     forward(X);
     const double cost = forward_loss(Y) / double(X.rows);
-    backward(X, Y, false, T(0));
+    backward(X, Y);
     return cost;
 }
 
@@ -161,18 +216,43 @@ template <class T>
 double Network<T>::sgd_step(const MatrixView<const T>& X, const MatrixView<const T>& Y,
                             T learning_rate) {
     check_batch(X, &Y);
-    forward(X);
-    const double cost = forward_loss(Y) / double(X.rows);
-    backward(X, Y, true, learning_rate);
+    const double cost = backprop(X, Y);
+    for (std::size_t i = 0; i < parameters_.size(); ++i) parameters_[i] -= learning_rate * gradients_[i];
     return cost;
+}
+
+template <class T>
+void Network<T>::configure_training(const TrainingConfig& config, bool reset_optimizer) {
+    if (config.dropout.size() != n_layers() - 1)
+        throw std::invalid_argument("need one dropout rate per hidden layer (" +
+                                    std::to_string(n_layers() - 1) + "); got " +
+                                    std::to_string(config.dropout.size()));
+    for (double p : config.dropout)
+        if (!(p >= 0 && p < 1))
+            throw std::invalid_argument("dropout rates must be in [0, 1); got " + std::to_string(p));
+    if (config.n_train == 0) throw std::invalid_argument("n_train must be positive");
+    if (!(config.clip_norm >= 0)) throw std::invalid_argument("clip_norm must be >= 0 (0: off)");
+    config_ = config;
+    if (reset_optimizer || !optimizer_ready_) {
+        optimizer_ = Optimizer<T>(config.optimizer, parameters_.size());
+        optimizer_ready_ = true;
+    }
+    // Dropout buffers for the rows already reserved.
+    const std::size_t rows = capacity_;
+    capacity_ = 0;
+    reserve(rows);
 }
 
 template <class T>
 EpochResult Network<T>::train_epoch(const MatrixView<const T>& X, const MatrixView<const T>& Y,
                                     const std::int64_t* order, std::size_t batch_size,
-                                    T learning_rate) {
+                                    T learning_rate, std::uint64_t first_step,
+                                    const std::function<bool()>& should_stop) {
     check_batch(X, &Y);
     if (batch_size == 0) throw std::invalid_argument("batch_size must be positive; got 0");
+    if (!optimizer_ready_) configure_training(TrainingConfig{{}, 0, 0, 0,
+                                                             std::vector<double>(n_layers() - 1, 0.0),
+                                                             0, 0, X.rows}, true);
     const std::size_t n = X.rows, n_in = X.cols, n_out = Y.cols;
     if (order != nullptr)
         for (std::size_t i = 0; i < n; ++i)
@@ -187,9 +267,16 @@ EpochResult Network<T>::train_epoch(const MatrixView<const T>& X, const MatrixVi
         batch_y_.resize(batch_rows * n_out);
     }
     EpochResult result;
+    result.grad_norms.assign(n_layers(), 0.0);
     double total_cost = 0;
     const std::size_t L = n_layers() - 1;
-    for (std::size_t start = 0; start < n; start += batch_size) {
+    std::size_t start = 0;
+    training_ = true;
+    for (; start < n; start += batch_size) {
+        if (should_stop && should_stop()) {
+            result.interrupted = true;
+            break;
+        }
         const std::size_t m = std::min(batch_size, n - start);
         MatrixView<const T> xb(X.row(start), m, n_in), yb(Y.row(start), m, n_out);
         if (order != nullptr) {
@@ -201,12 +288,22 @@ EpochResult Network<T>::train_epoch(const MatrixView<const T>& X, const MatrixVi
             xb = MatrixView<const T>(batch_x_.data(), m, n_in);
             yb = MatrixView<const T>(batch_y_.data(), m, n_out);
         }
-        forward(xb);
-        total_cost += forward_loss(yb);
-        result.correct += count_correct<T>(activations(L), yb);
-        backward(xb, yb, true, learning_rate);
+        try {
+            forward_train(xb, first_step + result.steps);
+            total_cost += forward_loss(yb);
+            result.correct += count_correct<T>(activations(L), yb);
+            backward(xb, yb);
+            apply_update(learning_rate, result);
+        } catch (...) {
+            training_ = false;
+            throw;
+        }
+        ++result.steps;
     }
-    result.mean_loss = total_cost / double(n);
+    training_ = false;
+    const std::size_t seen = std::min(start, n);
+    result.mean_loss = seen > 0 ? total_cost / double(seen) : 0.0;
+    for (double& norm : result.grad_norms) norm /= double(std::max<std::size_t>(result.steps, 1));
     return result;
 }
 

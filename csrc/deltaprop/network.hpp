@@ -4,10 +4,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "activations.hpp"
 #include "losses.hpp"
+#include "optimizers.hpp"
 #include "view.hpp"
 
 namespace deltaprop {
@@ -15,6 +17,19 @@ namespace deltaprop {
 struct EpochResult {
     double mean_loss = 0;      // mean over the epoch's samples of the cost before each step
     std::size_t correct = 0;   // samples classified right before each step (see count_correct)
+    std::size_t steps = 0;     // steps completed
+    bool interrupted = false;  // should_stop ended the epoch early (after a whole step)
+    std::vector<double> grad_norms;  // per layer, mean over the steps of ||grad_W||_F
+};
+
+// What fit sets once per call; see the order of operations in Network::train_step.
+struct TrainingConfig {
+    OptimizerConfig optimizer;
+    double l2 = 0, l1 = 0, weight_decay = 0;
+    std::vector<double> dropout;  // one rate per hidden layer
+    double clip_norm = 0;         // 0: no clipping
+    std::uint64_t key = 0;        // dropout hash key
+    std::size_t n_train = 1;      // n of Nielsen's l2 / n
 };
 
 template <class T>
@@ -46,12 +61,19 @@ class Network {
     double loss(const MatrixView<const T>& X, const MatrixView<const T>& Y);  // mean cost
     // Fills gradients() with the gradient of the mean cost over X's rows; returns that cost.
     double backprop(const MatrixView<const T>& X, const MatrixView<const T>& Y);
-    // One SGD step, W -= eta * grad_W, b -= eta * grad_b; returns the mean cost before it.
+    // One plain SGD step, W -= eta * grad_W, b -= eta * grad_b; returns the mean cost before it.
     double sgd_step(const MatrixView<const T>& X, const MatrixView<const T>& Y, T learning_rate);
-    // SGD over mini-batches of consecutive rows of `order` (nullptr: 0..n-1); the last batch
-    // may be smaller. Allocates only if batch_size exceeds every earlier batch.
+
+    // Training settings for the following epochs; keeps the optimizer state unless
+    // reset_optimizer is set (or the optimizer kind changed from a fresh network).
+    void configure_training(const TrainingConfig& config, bool reset_optimizer);
+    // Mini-batches of consecutive rows of `order` (nullptr: 0..n-1), the last one possibly
+    // smaller; steps are numbered from first_step (for the dropout masks). should_stop is
+    // asked between steps. Allocates only if batch_size exceeds every earlier batch.
     EpochResult train_epoch(const MatrixView<const T>& X, const MatrixView<const T>& Y,
-                            const std::int64_t* order, std::size_t batch_size, T learning_rate);
+                            const std::int64_t* order, std::size_t batch_size, T learning_rate,
+                            std::uint64_t first_step,
+                            const std::function<bool()>& should_stop = nullptr);
 
     // Grow the workspaces to hold `rows` samples; never shrinks.
     void reserve(std::size_t rows);
@@ -62,11 +84,18 @@ class Network {
     MatrixView<T> workspace_view(std::vector<std::vector<T>>& buffers, std::size_t layer);
     void check_batch(const MatrixView<const T>& X, const MatrixView<const T>* Y) const;
     void forward(const MatrixView<const T>& X);
-    // BP1..BP4 over the current batch. With apply_sgd the updates go straight into the
-    // parameters (each layer's W is updated only after the delta below it has used it).
-    void backward(const MatrixView<const T>& X, const MatrixView<const T>& Y, bool apply_sgd,
-                  T learning_rate);
+    // Forward with inverted dropout on hidden layers (training only) at training step `step`.
+    void forward_train(const MatrixView<const T>& X, std::uint64_t step);
+    // The input of layer `layer`: X, or the previous layer's (dropped-out) activations.
+    MatrixView<const T> layer_input(const MatrixView<const T>& X, std::size_t layer);
+    // BP1..BP4 over the current batch into gradients().
+    void backward(const MatrixView<const T>& X, const MatrixView<const T>& Y);
+    // Clipping, regularization, decay and the optimizer's update, after backward.
+    void apply_update(T learning_rate, EpochResult& result);
     double forward_loss(const MatrixView<const T>& Y);
+    bool dropout_active(std::size_t layer) const {
+        return training_ && layer < config_.dropout.size() && config_.dropout[layer] > 0;
+    }
 
     std::vector<std::size_t> sizes_;
     std::vector<Activation> activations_;
@@ -78,7 +107,13 @@ class Network {
     std::size_t capacity_ = 0;  // rows the workspaces hold
     std::size_t rows_ = 0;      // rows of the current batch
     std::vector<std::vector<T>> zs_, activations_ws_, deltas_;
+    std::vector<std::vector<T>> masks_, dropped_;  // dropout masks M_l and H_l = A_l * M_l
     std::vector<T> batch_x_, batch_y_;  // gathered rows of a shuffled mini-batch
+
+    TrainingConfig config_;
+    Optimizer<T> optimizer_;
+    bool optimizer_ready_ = false;
+    bool training_ = false;  // dropout applies only inside train_epoch
 };
 
 extern template class Network<float>;

@@ -7,8 +7,11 @@ from ._names import ACTIVATIONS, LOSSES
 from ._results import History, Trace
 from .layer import Layer
 from .network import Network
-from . import reference
+from . import datasets, initializers, optimizers, reference, schedules
 
 __version__ = "0.1.0"
 
-__all__ = ["ACTIVATIONS", "LOSSES", "History", "Layer", "Network", "Trace", "reference", "__version__"]
+__all__ = [
+    "ACTIVATIONS", "LOSSES", "History", "Layer", "Network", "Trace",
+    "datasets", "initializers", "optimizers", "reference", "schedules", "__version__",
+]

@@ -5,7 +5,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -47,6 +50,19 @@ struct Engine {
         return result;
     }
 };
+
+// Asked by the core between training steps (without the GIL): every 50 ms it takes the GIL
+// to let Python's signal handlers run; a pending KeyboardInterrupt stops the epoch.
+std::function<bool()> signal_check() {
+    auto last = std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
+    return [last]() {
+        auto now = std::chrono::steady_clock::now();
+        if (now - *last < std::chrono::milliseconds(50)) return false;
+        *last = now;
+        py::gil_scoped_acquire acquire;
+        return PyErr_CheckSignals() != 0;
+    };
+}
 
 // A NumPy array over engine-owned memory; it keeps the engine alive.
 template <class T>
@@ -137,9 +153,31 @@ void bind_engine(py::module_& m, const char* name) {
             return e.network.sgd_step(x, y, learning_rate);
         }, py::arg("X").noconvert(), py::arg("Y").noconvert(), py::arg("learning_rate"),
            "One SGD step on the batch; returns the mean cost before it.")
+        .def("configure_training", [](E& e, int optimizer, double momentum, double beta1,
+                                      double beta2, double eps, double alpha, double l2, double l1,
+                                      double weight_decay, std::vector<double> dropout,
+                                      double clip_norm, std::uint64_t key, std::size_t n_train,
+                                      bool reset_optimizer) {
+            deltaprop::TrainingConfig config;
+            config.optimizer = {deltaprop::optimizer_from_code(optimizer), momentum, beta1, beta2, eps, alpha};
+            config.l2 = l2;
+            config.l1 = l1;
+            config.weight_decay = weight_decay;
+            config.dropout = std::move(dropout);
+            config.clip_norm = clip_norm;
+            config.key = key;
+            config.n_train = n_train;
+            py::gil_scoped_release release;
+            std::lock_guard<std::mutex> guard(e.lock);
+            e.network.configure_training(config, reset_optimizer);
+        }, py::arg("optimizer"), py::arg("momentum"), py::arg("beta1"), py::arg("beta2"),
+           py::arg("eps"), py::arg("alpha"), py::arg("l2"), py::arg("l1"), py::arg("weight_decay"),
+           py::arg("dropout"), py::arg("clip_norm"), py::arg("key"), py::arg("n_train"),
+           py::arg("reset_optimizer"),
+           "Settings of the following train_epoch calls (see TrainingConfig in network.hpp).")
         .def("train_epoch", [](E& e, const CArray<T>& X, const CArray<T>& Y,
                                std::optional<py::array_t<std::int64_t, py::array::c_style>> order,
-                               std::size_t batch_size, T learning_rate) {
+                               std::size_t batch_size, T learning_rate, std::uint64_t first_step) {
             auto x = matrix_arg<T>(X, "X"), y = matrix_arg<T>(Y, "Y");
             const std::int64_t* order_data = nullptr;
             if (order) {
@@ -151,12 +189,16 @@ void bind_engine(py::module_& m, const char* name) {
             {
                 py::gil_scoped_release release;
                 std::lock_guard<std::mutex> guard(e.lock);
-                result = e.network.train_epoch(x, y, order_data, batch_size, learning_rate);
+                result = e.network.train_epoch(x, y, order_data, batch_size, learning_rate,
+                                               first_step, signal_check());
             }
-            return py::make_tuple(result.mean_loss, result.correct);
+            // Ctrl-C arrived: the steps so far are complete; raise KeyboardInterrupt now.
+            if (result.interrupted) throw py::error_already_set();
+            return py::make_tuple(result.mean_loss, result.correct, result.grad_norms);
         }, py::arg("X").noconvert(), py::arg("Y").noconvert(), py::arg("order").noconvert(),
-           py::arg("batch_size"), py::arg("learning_rate"),
-           "One epoch of mini-batch SGD in the given row order; returns (mean loss, correct).");
+           py::arg("batch_size"), py::arg("learning_rate"), py::arg("first_step") = 0,
+           "One epoch of mini-batch training in the given row order; returns "
+           "(mean loss, correct, per-layer mean weight-gradient norms).");
 }
 
 // SciPy's cython_blas exports its routines as capsules holding function pointers.

@@ -4,8 +4,8 @@ The codes must match ``enum class Activation`` and ``enum class Loss`` in
 ``csrc/deltaprop/activations.hpp`` and ``csrc/deltaprop/losses.hpp``.
 """
 
-ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "softmax")
-LOSSES = ("quadratic", "binary_crossentropy", "categorical_crossentropy")
+ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "softmax", "elu", "softplus")
+LOSSES = ("quadratic", "binary_crossentropy", "categorical_crossentropy", "huber")
 
 ACTIVATION_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
 LOSS_CODES = {name: code for code, name in enumerate(LOSSES)}

@@ -1,5 +1,7 @@
 """Plain result records shared by the native and reference networks (no native import)."""
 
+from __future__ import annotations
+
 from dataclasses import dataclass, field
 
 
@@ -28,7 +30,11 @@ class History:
     """Per-epoch record of ``fit``: one entry per epoch in each list.
 
     accuracy holds None entries when the task is not classification; val_loss and
-    val_accuracy stay empty without validation data.
+    val_accuracy stay empty without validation data. learning_rate is each epoch's rate
+    (after the schedule); grad_norms[e][l] is the mean over epoch e's steps of the
+    Frobenius norm of layer l's raw weight gradient. best_epoch is the epoch whose
+    parameters early stopping restored (None without early stopping); stopped_early is
+    True when training ended before the last epoch.
     """
 
     loss: list = field(default_factory=list)
@@ -37,7 +43,45 @@ class History:
     val_accuracy: list = field(default_factory=list)
     seconds: list = field(default_factory=list)
     samples_per_second: list = field(default_factory=list)
+    learning_rate: list = field(default_factory=list)
+    grad_norms: list = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
 
     @property
     def epochs(self):
         return len(self.loss)
+
+    def plot(self):
+        """Loss, accuracy (train and validation) and per-layer gradient norms (log scale)
+        against the epoch, in one matplotlib Figure, which is returned."""
+        try:
+            import matplotlib.pyplot as plt
+            from matplotlib.ticker import MaxNLocator
+        except ImportError as exc:
+            raise ImportError(
+                "History.plot() needs matplotlib, which is not installed: "
+                "pip install matplotlib"
+            ) from exc
+        epochs = list(range(1, self.epochs + 1))
+        figure, (loss_axes, accuracy_axes, norm_axes) = plt.subplots(1, 3, figsize=(15, 4))
+        for axes, train, validation, title in (
+            (loss_axes, self.loss, self.val_loss, "loss"),
+            (accuracy_axes, self.accuracy, self.val_accuracy, "accuracy"),
+        ):
+            for values, label in ((train, "train"), (validation, "validation")):
+                if values and values[0] is not None:
+                    axes.plot(epochs, values, marker=".", label=label)
+            axes.set_title(title)
+            if not axes.lines:  # e.g. no accuracy for a regression
+                axes.text(0.5, 0.5, "not recorded", ha="center", transform=axes.transAxes)
+        for layer, norms in enumerate(zip(*self.grad_norms)):
+            norm_axes.plot(epochs, norms, marker=".", label=f"layer {layer + 1}")
+        norm_axes.set(title="gradient norm ||grad W||", yscale="log")
+        for axes in figure.axes:
+            axes.set_xlabel("epoch")
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if axes.lines:
+                axes.legend()
+        figure.tight_layout()
+        return figure

@@ -1,49 +1,69 @@
 """Initial weights and biases, drawn in NumPy so native and reference networks start equal.
 
 One ``np.random.default_rng(seed)`` feeds all layers in order; for each layer the weights
-are drawn first (standard normal, shape (n_out, n_in), times the scheme's scale), then the
-biases.
+(shape (n_out, n_in)) are drawn first, then the biases (zero biases draw nothing).
 
-========  =====================  ==========  ============================================
-name      weight scale           biases      source
-========  =====================  ==========  ============================================
-nielsen   1 / sqrt(n_in)         N(0, 1)     network2.py ``default_weight_initializer``
-large     1                      N(0, 1)     network.py / ``large_weight_initializer``
-he        sqrt(2 / n_in)         0           He et al. 2015, for relu-like layers
-========  =====================  ==========  ============================================
+==============  ==========================================  ========  ===========================
+name            weights                                     biases    source
+==============  ==========================================  ========  ===========================
+nielsen         N(0, 1) / sqrt(n_in)                        N(0, 1)   network2.py default
+large           N(0, 1)                                     N(0, 1)   network.py
+glorot_uniform  U(-l, l), l = sqrt(6 / (n_in + n_out))      0         Glorot & Bengio 2010
+glorot_normal   N(0, 1) * sqrt(2 / (n_in + n_out))          0         Glorot & Bengio 2010
+he_normal       N(0, 1) * sqrt(2 / n_in)                    0         He et al. 2015
+he_uniform      U(-l, l), l = sqrt(6 / n_in)                0         He et al. 2015
+lecun_normal    N(0, 1) * sqrt(1 / n_in)                    0         LeCun et al. 1998
+==============  ==========================================  ========  ===========================
 
-``init=None`` chooses per layer: 'he' for relu and leaky_relu layers, 'nielsen' otherwise.
+'he' is an alias of 'he_normal'. ``init=None`` chooses per layer: 'he_normal' for relu,
+leaky_relu and elu layers, 'nielsen' otherwise.
 """
 
 import numpy as np
 
-INITIALIZERS = ("nielsen", "large", "he")
+INITIALIZERS = (
+    "nielsen", "large", "glorot_uniform", "glorot_normal", "he_normal", "he_uniform",
+    "lecun_normal",
+)
+ALIASES = {"he": "he_normal"}
 
 
 def default_init(activation):
-    return "he" if activation in ("relu", "leaky_relu") else "nielsen"
+    return "he_normal" if activation in ("relu", "leaky_relu", "elu") else "nielsen"
 
 
 def check_init(init):
-    if init is not None and init not in INITIALIZERS:
-        raise ValueError(f"unknown init {init!r}; expected None or one of {INITIALIZERS}")
+    if init is not None and init not in INITIALIZERS and init not in ALIASES:
+        raise ValueError(
+            f"unknown init {init!r}; expected None or one of {INITIALIZERS + tuple(ALIASES)}"
+        )
     return init
 
 
 def draw_layer(rng, n_in, n_out, activation, init, dtype):
     """(weights, biases) for one layer, drawn from ``rng``."""
-    scheme = init if init is not None else default_init(activation)
+    check_init(init)
+    scheme = default_init(activation) if init is None else ALIASES.get(init, init)
+    shape = (n_out, n_in)
+    biases = np.zeros(n_out)
     if scheme == "nielsen":
-        weights = rng.standard_normal((n_out, n_in)) / np.sqrt(n_in)
+        weights = rng.standard_normal(shape) / np.sqrt(n_in)
         biases = rng.standard_normal(n_out)
     elif scheme == "large":
-        weights = rng.standard_normal((n_out, n_in))
+        weights = rng.standard_normal(shape)
         biases = rng.standard_normal(n_out)
-    elif scheme == "he":
-        weights = rng.standard_normal((n_out, n_in)) * np.sqrt(2.0 / n_in)
-        biases = np.zeros(n_out)
-    else:
-        raise ValueError(f"unknown init {scheme!r}; expected None or one of {INITIALIZERS}")
+    elif scheme == "glorot_uniform":
+        limit = np.sqrt(6.0 / (n_in + n_out))
+        weights = rng.uniform(-limit, limit, shape)
+    elif scheme == "glorot_normal":
+        weights = rng.standard_normal(shape) * np.sqrt(2.0 / (n_in + n_out))
+    elif scheme == "he_normal":
+        weights = rng.standard_normal(shape) * np.sqrt(2.0 / n_in)
+    elif scheme == "he_uniform":
+        limit = np.sqrt(6.0 / n_in)
+        weights = rng.uniform(-limit, limit, shape)
+    else:  # lecun_normal
+        weights = rng.standard_normal(shape) * np.sqrt(1.0 / n_in)
     return weights.astype(dtype), biases.astype(dtype)
 
 

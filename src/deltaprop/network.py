@@ -1,12 +1,11 @@
 """The network: validates and converts input once, then calls the native engine (pybind11)."""
 
-import time
 
 import numpy as np
 
-from . import _engine
+from . import _engine, _training
 from ._names import ACTIVATION_CODES, CLASSIFICATION_LOSSES, LOSS_CODES, default_output
-from ._results import History, Trace
+from ._results import Trace
 from ._validation import (
     as_input,
     as_labels,
@@ -16,12 +15,12 @@ from ._validation import (
     check_finite_scalar,
     check_loss,
     check_loss_pairing,
-    check_positive_int,
     check_sizes,
     is_label_vector,
     resolve_dtype,
 )
 from .initializers import check_init, draw_network
+from .optimizers import OPTIMIZER_CODES
 from .layer import Layer
 
 _ENGINES = {np.dtype(np.float32): _engine.Network32, np.dtype(np.float64): _engine.Network64}
@@ -93,6 +92,7 @@ class Network:
             layer._biases[...] = biases[index]
             layer._bind(self._engine.weights(index), self._engine.biases(index))
         self.layers = list(layers)
+        self._optimizer = None  # the optimizer whose state the engine holds
 
     @staticmethod
     def _check_layers(layers):
@@ -204,65 +204,39 @@ class Network:
         """Integer labels, or a cross-entropy loss, make a classification task."""
         return is_label_vector(Y) or self.loss_name in CLASSIFICATION_LOSSES
 
-    def fit(self, X, Y, epochs=30, batch_size=10, learning_rate=3.0, shuffle=True, seed=0,
-            validation_data=None, verbose=False):
-        """Mini-batch SGD, each epoch run natively with the GIL released.
+    def fit(self, X, Y, epochs=30, batch_size=10, learning_rate=3.0, **options):
+        """Train by mini-batch gradient descent; every epoch runs natively without the GIL.
 
-        Each epoch visits the rows in the order ``rng.permutation(n)`` (``rng =
-        np.random.default_rng(seed)``, one per call; the default seed 0 makes every run
-        repeatable, ``seed=None`` draws fresh entropy) or in order when ``shuffle=False``, in
-        consecutive mini-batches of ``batch_size`` rows; the last one may be smaller and
-        its step uses the mean over its own rows. Returns a ``History`` whose ``loss`` and
-        ``accuracy`` are measured on each mini-batch just before its step.
+        See ``deltaprop._training.fit`` (and the README) for the options: optimizer,
+        schedule, l2, l1, weight_decay, dropout, clip_norm, validation_data,
+        validation_fraction, early_stopping, patience, shuffle, seed, callbacks, verbose.
+        Returns a ``History``.
         """
-        epochs = check_positive_int(epochs, "epochs")
-        batch_size = check_positive_int(batch_size, "batch_size")
-        learning_rate = check_finite_scalar(learning_rate, "learning_rate", positive=True)
-        classification = self._is_classification(Y)
-        X, Y = self._batch(X, Y)
-        validation = self._validation_set(validation_data)
-        rng = np.random.default_rng(seed)
-        history = History()
-        n = X.shape[0]
-        for epoch in range(epochs):
-            order = rng.permutation(n) if shuffle else None
-            started = time.perf_counter()
-            mean_loss, correct = self._engine.train_epoch(X, Y, order, batch_size, learning_rate)
-            seconds = time.perf_counter() - started
-            history.loss.append(float(mean_loss))
-            history.accuracy.append(correct / n if classification else None)
-            history.seconds.append(seconds)
-            history.samples_per_second.append(n / seconds if seconds > 0 else float("inf"))
-            if validation is not None:
-                history.val_loss.append(self.loss(*validation))
-                history.val_accuracy.append(
-                    self.evaluate(*validation) if self._is_classification(validation[1]) else None
-                )
-            if verbose:
-                print(self._epoch_line(epoch, epochs, history))
-        return history
+        return _training.fit(self, X, Y, epochs, batch_size, learning_rate, **options)
 
-    def _validation_set(self, validation_data):
-        if validation_data is None:
-            return None
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise TypeError("validation_data must be a pair (X_val, Y_val)")
-        X_val = self._inputs(validation_data[0], "X_val")
-        Y_val = validation_data[1]
-        as_targets(Y_val, X_val.shape[0], self.sizes[-1], self.dtype, "Y_val")
-        return X_val, Y_val
+    # --- the model interface of _training.fit -------------------------------------------
 
-    @staticmethod
-    def _epoch_line(epoch, epochs, history):
-        parts = [f"epoch {epoch + 1}/{epochs}", f"loss {history.loss[-1]:.4f}"]
-        if history.accuracy[-1] is not None:
-            parts.append(f"accuracy {history.accuracy[-1]:.4f}")
-        if history.val_loss:
-            parts.append(f"val_loss {history.val_loss[-1]:.4f}")
-        if history.val_accuracy and history.val_accuracy[-1] is not None:
-            parts.append(f"val_accuracy {history.val_accuracy[-1]:.4f}")
-        parts.append(f"{history.samples_per_second[-1]:,.0f} samples/s")
-        return "  ".join(parts)
+    def _begin_training(self, settings):
+        reset = settings.optimizer != self._optimizer
+        self._optimizer = settings.optimizer
+        self._engine.configure_training(
+            OPTIMIZER_CODES[settings.optimizer.name], *settings.optimizer.hyperparameters(),
+            settings.l2, settings.l1, settings.weight_decay, list(settings.dropout),
+            settings.clip_norm or 0.0, settings.key, settings.n_train, reset,
+        )
+
+    def _train_epoch(self, X, Y, order, batch_size, learning_rate, first_step):
+        return self._engine.train_epoch(X, Y, order, batch_size, learning_rate, first_step)
+
+    def _snapshot(self):
+        return self._engine.parameters().copy()
+
+    def _restore(self, snapshot):
+        self._engine.parameters()[...] = snapshot
+
+    def reset_optimizer(self):
+        """Forget the optimizer's state (momenta, moment estimates, step count)."""
+        self._optimizer = None
 
     def evaluate(self, X, y):
         """Accuracy for classification, the mean cost otherwise.

@@ -10,16 +10,19 @@ Python lists are 0-based (weights[0] is W_1). For a batch of m rows:
     BP3  grad_b_l = (1/m) * sum over rows of D_l
     BP4  grad_W_l = (1/m) * D_l.T @ A_{l-1}
 
+Inside ``fit`` a training step adds dropout (a hidden layer passes on H_l = A_l (.) M_l, which
+the next layer and BP4 use in place of A_l, and BP2 gains a factor M_l), gradient clipping,
+L2/L1 regularization, decoupled weight decay and an optimizer update: ``Network._train_step``.
+
 This module imports no native code: it is what the native core is checked against.
 Every function keeps the dtype of its array arguments (float32 stays float32).
 """
 
-import time
-
 import numpy as np
 
+from . import _training
 from ._names import CLASSIFICATION_LOSSES, LEAKY_RELU_SLOPE, REQUIRED_OUTPUT, default_output
-from ._results import History, Trace
+from ._results import Trace
 from ._validation import (
     as_input,
     as_labels,
@@ -29,7 +32,6 @@ from ._validation import (
     check_finite_scalar,
     check_loss,
     check_loss_pairing,
-    check_positive_int,
     check_sizes,
     is_label_vector,
     resolve_dtype,
@@ -42,6 +44,12 @@ __all__ = [
     "Network",
     "binary_crossentropy",
     "categorical_crossentropy",
+    "dropout_mask",
+    "dropout_uniforms",
+    "elu",
+    "elu_prime",
+    "huber",
+    "huber_gradient",
     "identity",
     "identity_prime",
     "leaky_relu",
@@ -56,6 +64,8 @@ __all__ = [
     "sigmoid_prime",
     "softmax",
     "softmax_jvp",
+    "softplus",
+    "softplus_prime",
     "tanh",
     "tanh_prime",
 ]
@@ -105,6 +115,22 @@ def leaky_relu_prime(z):
     return np.where(z > 0, 1, LEAKY_RELU_SLOPE).astype(z.dtype)
 
 
+def elu(z):
+    return np.where(z > 0, z, np.expm1(np.minimum(z, 0)))  # alpha = 1; exp never overflows
+
+
+def elu_prime(z):
+    return np.where(z > 0, 1, np.exp(np.minimum(z, 0))).astype(z.dtype)  # e^z = elu(z) + 1
+
+
+def softplus(z):
+    return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))  # ln(1 + e^z), stable
+
+
+def softplus_prime(z):
+    return sigmoid(z)
+
+
 def softmax(z):
     e = np.exp(z - z.max(axis=-1, keepdims=True))  # largest exponent is 0: cannot overflow
     return e / e.sum(axis=-1, keepdims=True)
@@ -126,6 +152,8 @@ ACTIVATION_FUNCTIONS = {
     "relu": (relu, relu_prime),
     "leaky_relu": (leaky_relu, leaky_relu_prime),
     "softmax": (softmax, None),
+    "elu": (elu, elu_prime),
+    "softplus": (softplus, softplus_prime),
 }
 
 # ---- losses: C(Z, A, Y) averaged over the m rows, next to the output error (BP1) -----------
@@ -156,11 +184,26 @@ def categorical_crossentropy(Z, A, Y):
     return np.sum(Y * (logsumexp(Z) - Z)) / Z.shape[0]
 
 
+def huber(Z, A, Y):
+    """C = sum_j (1/2 r_j^2 if |r_j| <= 1 else |r_j| - 1/2), r = a - y (delta = 1)."""
+    r = np.abs(A - Y)
+    return np.sum(np.where(r <= 1, 0.5 * r ** 2, r - 0.5)) / A.shape[0]
+
+
+def huber_gradient(A, Y):
+    """dC/dA for the Huber cost: r clipped to [-1, 1]."""
+    return np.clip(A - Y, -1, 1)
+
+
 LOSS_FUNCTIONS = {
     "quadratic": quadratic,
     "binary_crossentropy": binary_crossentropy,
     "categorical_crossentropy": categorical_crossentropy,
+    "huber": huber,
 }
+
+# dC/dA of the losses valid with any output (the cross-entropies only enter BP1 fused).
+LOSS_GRADIENTS = {"quadratic": quadratic_gradient, "huber": huber_gradient}
 
 
 def output_error(Z, A, Y, activation, loss):
@@ -168,10 +211,37 @@ def output_error(Z, A, Y, activation, loss):
     check_loss_pairing(activation, loss)
     if REQUIRED_OUTPUT.get(loss) == activation:
         return A - Y  # BP1, fused (sigmoid + binary, softmax + categorical cross-entropy)
-    G = quadratic_gradient(A, Y)  # dC/dA
+    G = LOSS_GRADIENTS[loss](A, Y)  # dC/dA
     if activation == "softmax":
         return softmax_jvp(A, G)  # BP1 through the softmax Jacobian
     return G * ACTIVATION_FUNCTIONS[activation][1](Z)  # BP1: D_L = dC/dA (.) f'(Z_L)
+
+
+# ---- dropout: a counter-based hash (splitmix64), identical in the native core -----------------
+
+_GOLDEN_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_2 = np.uint64(0x94D049BB133111EB)
+
+
+def dropout_uniforms(key, step, layer, m, n):
+    """u in [0, 1), shape (m, n), for hidden layer ``layer`` (0-based) at training ``step``.
+
+    Element (i, j) hashes the counter (step * 64 + layer) * 2^32 + i * n + j. All arithmetic
+    is mod 2^64: uint64 arrays wrap silently, so every operation keeps an array operand.
+    """
+    base = np.uint64((step * 64 + layer) * 2 ** 32 % 2 ** 64)
+    x = np.uint64(key) + _GOLDEN_GAMMA * (base + np.arange(m * n, dtype=np.uint64))
+    z = (x ^ (x >> np.uint64(30))) * _MIX_1
+    z = (z ^ (z >> np.uint64(27))) * _MIX_2
+    z = z ^ (z >> np.uint64(31))
+    return ((z >> np.uint64(11)).astype(np.float64) * 2.0 ** -53).reshape(m, n)
+
+
+def dropout_mask(key, step, layer, p, m, n, dtype):
+    """M = keep / (1 - p) with keep = u >= p, computed in float64, cast to dtype."""
+    keep = dropout_uniforms(key, step, layer, m, n) >= p
+    return (keep / (1 - p)).astype(dtype)
 
 
 def _classes(A):
@@ -235,6 +305,8 @@ class Network:
         self.dtype = resolve_dtype(dtype)
         self._weights = [np.zeros((n_out, n_in), self.dtype) for n_in, n_out in self._shapes()]
         self._biases = [np.zeros(n_out, self.dtype) for _, n_out in self._shapes()]
+        self._optimizer = None
+        self.reset_optimizer()
 
     def _shapes(self):
         return list(zip(self.sizes[:-1], self.sizes[1:]))
@@ -267,24 +339,29 @@ class Network:
 
     # ---- the equations ------------------------------------------------------------------
 
-    def _forward(self, X):
+    def _forward(self, X, masks=None):
+        """zs and [A_0, ..., A_L]; with dropout masks a hidden A_l is passed on as H_l."""
+        masks = masks or [None] * self.n_layers
         zs, activations = [], [X]
-        for W, b, name in zip(self._weights, self._biases, self.activations):
+        for W, b, name, M in zip(self._weights, self._biases, self.activations, masks):
             zs.append(activations[-1] @ W.T + b)  # Z_l = A_{l-1} W_l^T + b_l
-            activations.append(ACTIVATION_FUNCTIONS[name][0](zs[-1]))  # A_l = f_l(Z_l)
+            A = ACTIVATION_FUNCTIONS[name][0](zs[-1])  # A_l = f_l(Z_l)
+            activations.append(A if M is None else A * M)  # dropout: H_l = A_l (.) M_l
         return zs, activations
 
     def _cost(self, Z, A, Y):
         return float(LOSS_FUNCTIONS[self.loss_name](Z, A, Y))
 
-    def _trace(self, X, Y):
+    def _trace(self, X, Y, masks=None):
         m = X.shape[0]
-        zs, activations = self._forward(X)
+        masks = masks or [None] * self.n_layers
+        zs, activations = self._forward(X, masks)
         D_L = output_error(zs[-1], activations[-1], Y, self.activations[-1], self.loss_name)  # BP1
         deltas = [D_L]
         for l in range(self.n_layers - 2, -1, -1):
             f_prime = ACTIVATION_FUNCTIONS[self.activations[l]][1]
-            deltas.insert(0, (deltas[0] @ self._weights[l + 1]) * f_prime(zs[l]))  # BP2
+            D = (deltas[0] @ self._weights[l + 1]) * f_prime(zs[l])  # BP2
+            deltas.insert(0, D if masks[l] is None else D * masks[l])  # dropout: D_l (.) M_l
         grad_b = [D.sum(axis=0) / m for D in deltas]  # BP3
         grad_w = [D.T @ A_prev / m for D, A_prev in zip(deltas, activations[:-1])]  # BP4
         loss = self._cost(zs[-1], activations[-1], Y)
@@ -347,53 +424,122 @@ class Network:
             return self.loss(X, y)
         return self._accuracy(X, self._labels(y, X.shape[0]))
 
-    def fit(self, X, Y, epochs=30, batch_size=10, learning_rate=3.0, shuffle=True, seed=0,
-            validation_data=None, verbose=False):
-        """Mini-batch SGD; returns a ``History`` with one entry per epoch.
+    def fit(self, X, Y, epochs=30, batch_size=10, learning_rate=3.0, *, optimizer="sgd",
+            schedule="constant", l2=0.0, l1=0.0, weight_decay=None, dropout=0.0,
+            clip_norm=None, validation_data=None, validation_fraction=None,
+            early_stopping=False, patience=5, shuffle=True, seed=0, callbacks=(),
+            verbose=False):
+        """Mini-batch training, exactly as ``deltaprop.Network.fit``; returns a ``History``.
 
-        Each epoch visits the rows in the order ``rng.permutation(n)`` (``arange(n)`` if not
-        shuffle), rng = np.random.default_rng(seed) created once per call; consecutive
-        chunks of batch_size rows are the mini-batches, the last one possibly smaller.
-        The epoch's loss and accuracy are measured on each mini-batch just before its step.
+        The orchestration (validation, schedules, early stopping, callbacks) is shared with
+        the native network (``deltaprop._training.fit``); each epoch runs
+        ``_train_epoch`` below, one ``_train_step`` per mini-batch.
         """
-        X, targets = self._convert(X, Y)
-        epochs = check_positive_int(epochs, "epochs")
-        batch_size = check_positive_int(batch_size, "batch_size")
-        learning_rate = check_finite_scalar(learning_rate, "learning_rate", positive=True)
-        classification = self._is_classification(Y)
-        labels = self._labels(Y, X.shape[0]) if classification else None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise TypeError("validation_data must be a pair (X_val, y_val)")
-            X_val, y_val = validation_data
-        rng = np.random.default_rng(seed)
-        history = History()
+        return _training.fit(
+            self, X, Y, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+            optimizer=optimizer, schedule=schedule, l2=l2, l1=l1, weight_decay=weight_decay,
+            dropout=dropout, clip_norm=clip_norm, validation_data=validation_data,
+            validation_fraction=validation_fraction, early_stopping=early_stopping,
+            patience=patience, shuffle=shuffle, seed=seed, callbacks=callbacks,
+            verbose=verbose,
+        )
+
+    # ---- training inside fit: the model side of deltaprop._training ---------------------
+
+    def reset_optimizer(self):
+        """Forget the optimizer state (v, m, s per parameter, and t); the next fit starts fresh."""
+        self._state = [{} for _ in self._weights + self._biases]
+        self._t = 0
+
+    def _begin_training(self, settings):
+        """Keep the optimizer state if ``settings.optimizer`` equals the previous one."""
+        if settings.optimizer != self._optimizer:
+            self.reset_optimizer()
+        self._optimizer = settings.optimizer
+        self._settings = settings
+
+    def _snapshot(self):
+        return [p.copy() for p in self._weights + self._biases]
+
+    def _restore(self, snapshot):
+        _copy_into(self._weights + self._biases, snapshot)
+
+    def _train_epoch(self, X, Y, order, batch_size, learning_rate, first_step):
+        """One epoch over the rows of X in ``order`` (None: as given), in mini-batches.
+
+        Returns (mean loss, number of correct rows, per layer the mean over the epoch's
+        steps of ||g_W_l||_F); loss and correct rows are measured before each step.
+        """
         n = X.shape[0]
-        for epoch in range(epochs):
-            start = time.perf_counter()
-            order = rng.permutation(n) if shuffle else np.arange(n)
-            total_loss, correct = 0.0, 0
-            for begin in range(0, n, batch_size):
-                rows = order[begin:begin + batch_size]
-                trace = self._step(X[rows], targets[rows], learning_rate)
-                total_loss += trace.loss * len(rows)
-                if classification:
-                    correct += int(np.sum(_classes(trace.activations[-1]) == labels[rows]))
-            seconds = time.perf_counter() - start
-            history.loss.append(total_loss / n)
-            history.accuracy.append(correct / n if classification else None)
-            history.seconds.append(seconds)
-            history.samples_per_second.append(n / seconds if seconds > 0 else float("inf"))
-            if validation_data is not None:
-                history.val_loss.append(self.loss(X_val, y_val))
-                history.val_accuracy.append(
-                    self.evaluate(X_val, y_val) if self._is_classification(y_val) else None
-                )
-            if verbose:
-                print(f"epoch {epoch + 1}/{epochs}: loss {history.loss[-1]:.6g}"
-                      + (f", accuracy {history.accuracy[-1]:.4f}" if classification else "")
-                      + (f", val_loss {history.val_loss[-1]:.6g}" if history.val_loss else ""))
-        return history
+        order = np.arange(n) if order is None else order
+        total_loss, correct, norm_sums = 0.0, 0, np.zeros(self.n_layers)
+        starts = range(0, n, batch_size)
+        for step, begin in enumerate(starts, start=first_step):
+            rows = order[begin:begin + batch_size]
+            loss, outputs, norms = self._train_step(X[rows], Y[rows], learning_rate, step)
+            total_loss += loss * len(rows)
+            correct += int(np.sum(_classes(outputs) == _classes(Y[rows])))
+            norm_sums += norms
+        return total_loss / n, correct, [float(total) / len(starts) for total in norm_sums]
+
+    def _train_step(self, X, Y, eta, step):
+        """One training step inside fit on the mini-batch (X, Y), at learning rate eta.
+
+        Returns the batch loss and outputs A_L before the update, and ||g_W_l||_F per layer.
+        """
+        s = self._settings
+        m = X.shape[0]
+        masks = [None] * self.n_layers  # s.dropout: one rate per hidden layer
+        for l, p in enumerate(s.dropout):
+            if p > 0:
+                masks[l] = dropout_mask(s.key, step, l, p, m, self.sizes[l + 1], self.dtype)
+        trace = self._trace(X, Y, masks)  # forward with dropout, BP1-BP4
+        grad_w, grad_b = trace.grad_w, trace.grad_b
+        norms = [np.linalg.norm(g) for g in grad_w]  # ||g_W_l||_F of the raw data gradient
+        if s.clip_norm is not None:
+            total = np.sqrt(sum(np.sum(np.square(g, dtype=np.float64)) for g in grad_w + grad_b))
+            coef = float(s.clip_norm / (total + 1e-6))
+            if coef < 1:
+                for g in grad_w + grad_b:
+                    g *= coef  # clip by global norm
+        for W, g in zip(self._weights, grad_w):
+            g += (s.l2 / s.n_train) * W  # L2: g_W += (l2 / n) W
+            g += (s.l1 / s.n_train) * np.sign(W)  # L1: g_W += (l1 / n) sign(W)
+            W -= eta * s.weight_decay * W  # decoupled weight decay: W <- W - eta wd W
+        self._t += 1
+        for p, g, state in zip(self._weights + self._biases, grad_w + grad_b, self._state):
+            self._update(p, g, state, eta)
+        return trace.loss, trace.activations[-1], norms
+
+    def _update(self, p, g, state, eta):
+        """The optimizer's update of parameter p, in place (rules in ``deltaprop.optimizers``)."""
+        opt, t = self._optimizer, self._t
+        if opt.name == "sgd":
+            p -= eta * g  # p <- p - eta g
+        elif opt.name in ("momentum", "nesterov"):
+            mu = opt.momentum
+            v = state.setdefault("v", np.zeros_like(p))
+            v[...] = mu * v + g  # v <- mu v + g
+            if opt.name == "nesterov":
+                p -= eta * (g + mu * v)  # p <- p - eta (g + mu v)
+            else:
+                p -= eta * v  # p <- p - eta v
+        elif opt.name in ("adam", "adamw"):
+            b1, b2 = opt.beta1, opt.beta2
+            m, s = state.setdefault("m", np.zeros_like(p)), state.setdefault("s", np.zeros_like(p))
+            m[...] = b1 * m + (1 - b1) * g  # m <- b1 m + (1 - b1) g
+            s[...] = b2 * s + (1 - b2) * g ** 2  # s <- b2 s + (1 - b2) g^2
+            p -= eta * (m / (1 - b1 ** t)) / (np.sqrt(s / (1 - b2 ** t)) + opt.eps)
+        elif opt.name == "rmsprop":
+            s = state.setdefault("s", np.zeros_like(p))
+            s[...] = opt.alpha * s + (1 - opt.alpha) * g ** 2  # s <- alpha s + (1 - alpha) g^2
+            p -= eta * g / (np.sqrt(s) + opt.eps)  # p <- p - eta g / (sqrt(s) + eps)
+        elif opt.name == "adagrad":
+            s = state.setdefault("s", np.zeros_like(p))
+            s += g ** 2  # s <- s + g^2
+            p -= eta * g / (np.sqrt(s) + opt.eps)  # p <- p - eta g / (sqrt(s) + eps)
+        else:
+            raise ValueError(f"unknown optimizer {opt.name!r}")
 
     def backprop_sample(self, x, y):
         """Nielsen's network.py ``backprop`` for one sample, with column vectors.
