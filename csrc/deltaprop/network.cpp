@@ -108,6 +108,8 @@ void Network<T>::forward_train(const MatrixView<const T>& X, std::uint64_t step)
         dense_forward<T>(activations_[l], layer_input(X, l), weights(l), biases(l), Z, A);
         if (dropout_active(l)) {  // H_l = A_l (.) M_l; A_l itself stays for f'
             MatrixView<T> M(masks_[l].data(), rows_, sizes_[l + 1]);
+            if (M.size() >= (std::size_t(1) << 32))  // the hash numbers elements in 32 bits
+                throw std::invalid_argument("dropout needs batch_size * layer width < 2^32");
             dropout_mask<T>(config_.key, step, l, config_.dropout[l], M);
             T* h = dropped_[l].data();
             for (std::size_t i = 0; i < M.size(); ++i) h[i] = A.data[i] * M.data[i];
@@ -227,9 +229,14 @@ void Network<T>::configure_training(const TrainingConfig& config, bool reset_opt
         throw std::invalid_argument("need one dropout rate per hidden layer (" +
                                     std::to_string(n_layers() - 1) + "); got " +
                                     std::to_string(config.dropout.size()));
-    for (double p : config.dropout)
+    for (std::size_t l = 0; l < config.dropout.size(); ++l) {
+        const double p = config.dropout[l];
         if (!(p >= 0 && p < 1))
             throw std::invalid_argument("dropout rates must be in [0, 1); got " + std::to_string(p));
+        // The mask hash numbers layers in 6 bits (see dropout.hpp).
+        if (p > 0 && l >= 64)
+            throw std::invalid_argument("dropout is supported on the first 64 hidden layers only");
+    }
     if (config.n_train == 0) throw std::invalid_argument("n_train must be positive");
     if (!(config.clip_norm >= 0)) throw std::invalid_argument("clip_norm must be >= 0 (0: off)");
     config_ = config;

@@ -238,3 +238,16 @@ def check_sizes(sizes):
             f"got {list(sizes)!r}"
         )
     return [check_positive_int(size, f"sizes[{index}]") for index, size in enumerate(sizes)]
+
+
+def resolve_named(value, base, table, what):
+    """An instance of one of ``table``'s classes from its name or as given (e.g. optimizers)."""
+    if isinstance(value, base) and type(value) is not base:
+        return value
+    if isinstance(value, str):
+        if value not in table:
+            raise ValueError(f"unknown {what} {value!r}; expected one of {tuple(table)}")
+        return table[value]()
+    raise TypeError(
+        f"{what} must be a name {tuple(table)} or a deltaprop.{what}s object; got {value!r}"
+    )

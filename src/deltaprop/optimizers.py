@@ -24,7 +24,7 @@ from fresh state.
 
 from dataclasses import asdict, dataclass
 
-from ._validation import check_finite_scalar
+from ._validation import check_finite_scalar, resolve_named
 
 
 @dataclass(frozen=True)
@@ -117,13 +117,4 @@ OPTIMIZER_CODES = {name: code for code, name in enumerate(OPTIMIZERS)}
 
 def get_optimizer(optimizer):
     """An Optimizer from a name ('adam') or an Optimizer instance (Adam(beta1=0.8))."""
-    if isinstance(optimizer, Optimizer) and type(optimizer) is not Optimizer:
-        return optimizer
-    if isinstance(optimizer, str):
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {tuple(OPTIMIZERS)}")
-        return OPTIMIZERS[optimizer]()
-    raise TypeError(
-        f"optimizer must be a name {tuple(OPTIMIZERS)} or a deltaprop.optimizers object; "
-        f"got {optimizer!r}"
-    )
+    return resolve_named(optimizer, Optimizer, OPTIMIZERS, "optimizer")

@@ -17,7 +17,7 @@ cosine       eta_e = eta_min + (eta - eta_min) * (1 + cos(pi * e / epochs)) / 2
 import math
 from dataclasses import dataclass
 
-from ._validation import check_finite_scalar, check_positive_int
+from ._validation import check_finite_scalar, check_positive_int, resolve_named
 
 
 @dataclass(frozen=True)
@@ -91,12 +91,4 @@ SCHEDULES = {cls.name: cls for cls in (Constant, Step, Exponential, InvScaling, 
 
 def get_schedule(schedule):
     """A Schedule from a name ('cosine') or a Schedule instance (Step(step_size=5))."""
-    if isinstance(schedule, Schedule) and type(schedule) is not Schedule:
-        return schedule
-    if isinstance(schedule, str):
-        if schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {schedule!r}; expected one of {tuple(SCHEDULES)}")
-        return SCHEDULES[schedule]()
-    raise TypeError(
-        f"schedule must be a name {tuple(SCHEDULES)} or a deltaprop.schedules object; got {schedule!r}"
-    )
+    return resolve_named(schedule, Schedule, SCHEDULES, "schedule")
