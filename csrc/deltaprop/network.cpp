@@ -146,17 +146,28 @@ void Network<T>::backward(const MatrixView<const T>& X, const MatrixView<const T
     }
 }
 
+// sum_i x_i^2 in double, with independent partial sums so the loop vectorizes.
+template <class T>
+double sum_of_squares(const T* x, std::size_t n) {
+    constexpr std::size_t lanes = 8;
+    double partial[lanes] = {};
+    std::size_t i = 0;
+    for (; i + lanes <= n; i += lanes)
+        for (std::size_t k = 0; k < lanes; ++k) partial[k] += double(x[i + k]) * double(x[i + k]);
+    double total = 0;
+    for (; i < n; ++i) total += double(x[i]) * double(x[i]);
+    for (double p : partial) total += p;
+    return total;
+}
+
 template <class T>
 void Network<T>::apply_update(T learning_rate, EpochResult& result) {
     for (std::size_t l = 0; l < n_layers(); ++l) {
         MatrixView<T> g = grad_weights(l);
-        double squares = 0;
-        for (std::size_t i = 0; i < g.size(); ++i) squares += double(g.data[i]) * double(g.data[i]);
-        result.grad_norms[l] += std::sqrt(squares);
+        result.grad_norms[l] += std::sqrt(sum_of_squares(g.data, g.size()));
     }
     if (config_.clip_norm > 0) {  // torch.nn.utils.clip_grad_norm_ over every gradient
-        double squares = 0;
-        for (T value : gradients_) squares += double(value) * double(value);
+        const double squares = sum_of_squares(gradients_.data(), gradients_.size());
         const double coefficient = config_.clip_norm / (std::sqrt(squares) + 1e-6);
         if (coefficient < 1)
             for (T& value : gradients_) value *= T(coefficient);
