@@ -10,15 +10,11 @@ Three kinds of oracle:
 """
 
 import math
+import sys
 import warnings
 
 import numpy as np
 import pytest
-
-import deltaprop as dp
-from deltaprop import optimizers, reference, schedules
-from deltaprop._results import History
-
 from helpers import (
     DTYPES,
     INITIALIZER_NAMES,
@@ -35,6 +31,10 @@ from helpers import (
     make_targets,
     one_hot_rows,
 )
+
+import deltaprop as dp
+from deltaprop import optimizers, reference, schedules
+from deltaprop._results import History
 
 F64 = np.dtype(np.float64)
 F32 = np.dtype(np.float32)
@@ -342,6 +342,9 @@ def test_regularizer_follows_spec_step(case):
     kwargs = HAND_CASES[case]
     sizes = [4, 6, 3]
     net = dp.Network(sizes, "tanh", "identity", seed=6)
+    weights = net.weights
+    weights[0][0, 0] = weights[0][1, 2] = weights[1][2, 3] = 0.0  # sign(0) = 0 for l1
+    net.weights = weights
     X, Y = regression_data(sizes, F64, m=12)
     eta = _rate(kwargs.get("optimizer", "sgd"))
     hand = hand_fit(net, X, Y, [eta] * 3, **kwargs)
@@ -417,7 +420,7 @@ def test_dropout_one_step_by_hand():
     eta, seed = 0.7, 17
     key = fit_key(seed)
     masks = [reference.dropout_mask(key, 0, l, p[l], 6, sizes[l + 1], F64) for l in range(2)]
-    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    sig = lambda z: 1 / (1 + np.exp(-z))
     Z1 = X @ W[0].T + b[0]
     H1 = sig(Z1) * masks[0]
     Z2 = H1 @ W[1].T + b[1]
@@ -547,7 +550,7 @@ def expected_initial(sizes, inits, seed):
 @pytest.mark.parametrize("init", INITIALIZER_NAMES + ("he",))
 def test_initializer(init, dtype):
     sizes = [7, 5, 4, 3]
-    net, ref = build_pair(sizes, "tanh", "sigmoid", "quadratic", dtype, seed=11, init=init)
+    net, _ = build_pair(sizes, "tanh", "sigmoid", "quadratic", dtype, seed=11, init=init)
     scheme = "he_normal" if init == "he" else init
     weights, biases = expected_initial(sizes, [scheme] * 3, seed=11)
     assert_same_list(net.weights, [w.astype(dtype) for w in weights], dtype)
@@ -568,7 +571,7 @@ def test_initializer(init, dtype):
 ])
 def test_default_initializer_per_activation(hidden, output, loss, expected):
     sizes = [6, 5, 4, 3]
-    net, ref = build_pair(sizes, hidden, output, loss, F64, seed=8)
+    net, _ = build_pair(sizes, hidden, output, loss, F64, seed=8)  # reference: the same
     weights, biases = expected_initial(sizes, expected, seed=8)
     assert_same_list(net.weights, weights)
     assert_same_list(net.biases, biases)
@@ -679,7 +682,7 @@ def test_huber_values_and_gradient():
     r = Z_VALUES
     expected = float(np.sum(np.where(np.abs(r) <= 1, 0.5 * r ** 2, np.abs(r) - 0.5)))
     assert_same_scalar(net.loss(X, np.zeros((1, len(r)))), expected, F64)
-    grad_b, grad_w = net.backprop(X, np.zeros((1, len(r))))
+    grad_b, _ = net.backprop(X, np.zeros((1, len(r))))
     assert_same(grad_b[0], np.clip(r, -1, 1))
     # two rows: mean over rows
     X2 = np.vstack([X, -X])
@@ -731,9 +734,16 @@ def overfitting_problem(seed=0):
 
 
 def recorder(net, store):
+    """A callback storing copies of net.weights and net.biases after each epoch."""
     def callback(epoch, metrics):
-        store.append(net._snapshot())
+        store.append(copies(net))
     return callback
+
+
+def assert_parameters_are(net, recorded):
+    weights, biases = recorded
+    assert_same_list(net.weights, weights, scale=0)
+    assert_same_list(net.biases, biases, scale=0)
 
 
 def stop_epoch(val_loss, patience, epochs):
@@ -764,7 +774,7 @@ def test_early_stopping_restores_best_epoch(patience):
     assert history.epochs == ran
     assert history.best_epoch == best == int(np.argmin(history.val_loss))
     assert history.epochs == history.best_epoch + patience + 1
-    assert_same(net._snapshot(), snapshots[history.best_epoch], scale=0)
+    assert_parameters_are(net, snapshots[history.best_epoch])
     assert net.loss(*validation) == history.val_loss[history.best_epoch]
 
 
@@ -779,7 +789,7 @@ def test_early_stopping_restores_best_even_without_stopping():
     best = int(np.argmin(history.val_loss))
     assert best < 29, "the problem should not have its best epoch last"
     assert history.best_epoch == best
-    assert_same(net._snapshot(), snapshots[best], scale=0)
+    assert_parameters_are(net, snapshots[best])
 
 
 def test_early_stopping_needs_strict_improvement():
@@ -794,7 +804,7 @@ def test_early_stopping_needs_strict_improvement():
 def test_early_stopping_matches_reference():
     net, X, Y, validation = overfitting_problem()
     ref = reference.Network.from_network(net)
-    fit_both(net, ref, X, Y, F64, scale=100, epochs=8, batch_size=4, learning_rate=0.05,
+    fit_both(net, ref, X, Y, F64, epochs=8, batch_size=4, learning_rate=0.05,
              validation_data=validation, early_stopping=True, patience=2)
 
 
@@ -813,7 +823,7 @@ def test_without_early_stopping_last_parameters_are_kept():
     history = net.fit(X, Y, epochs=10, batch_size=2, learning_rate=0.1,
                       validation_data=validation, callbacks=[recorder(net, snapshots)])
     assert history.best_epoch is None and not history.stopped_early
-    assert_same(net._snapshot(), snapshots[-1], scale=0)
+    assert_parameters_are(net, snapshots[-1])
 
 
 # --- 8. validation_fraction ---------------------------------------------------------------------
@@ -1035,7 +1045,6 @@ def test_reset_optimizer_and_optimizer_change_start_fresh():
     assert_same_parameters(net, fresh, scale=0)
     # without reset the result differs (the state was really kept)
     warm = clone(fresh)
-    warm_ref = clone(fresh)
     warm.fit(X, labels, optimizer="adam", **kwargs)  # fresh state
     fresh.fit(X, labels, optimizer="adam", **kwargs)  # warm state
     assert not np.allclose(fresh.weights[0], warm.weights[0], rtol=1e-9, atol=0)
@@ -1044,7 +1053,6 @@ def test_reset_optimizer_and_optimizer_change_start_fresh():
     fresh.fit(X, labels, optimizer=optimizers.Adam(beta1=0.8), **kwargs)
     changed.fit(X, labels, optimizer=optimizers.Adam(beta1=0.8), **kwargs)
     assert_same_parameters(fresh, changed, scale=0)
-    del warm_ref
 
 
 def test_reference_reset_optimizer_matches_native():
@@ -1129,3 +1137,190 @@ def test_invscaling_counts_training_rows_only():
                       validation_fraction=0.25)
     np.testing.assert_allclose(history.learning_rate, [1 / (e * 12 + 1) ** 0.5 for e in range(3)],
                                rtol=1e-14)
+
+
+def test_early_stopping_restore_reaches_the_layers():
+    """The restored parameters are visible through every view: net.weights, net.layers and
+    the arrays obtained before the fit (they share memory with the network)."""
+    net, X, Y, validation = overfitting_problem()
+    views = net.weights + net.biases
+    snapshots = []
+    history = net.fit(X, Y, epochs=40, batch_size=2, learning_rate=0.1,
+                      validation_data=validation, early_stopping=True, patience=2,
+                      callbacks=[recorder(net, snapshots)])
+    best_w, best_b = snapshots[history.best_epoch]
+    assert_same_list(views, best_w + best_b, scale=0)
+    assert_same_list([layer.weights for layer in net.layers], best_w, scale=0)
+    assert_same(net.predict(validation[0]), reference.Network.from_network(net).predict(validation[0]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_batch_larger_than_data_and_partial_batches(dtype):
+    X, labels = classification_data(dtype, m=7)
+    for batch_size in (10, 3):
+        net, ref = cls_pair(dtype)
+        fit_both(net, ref, X, labels, dtype, epochs=3, batch_size=batch_size, learning_rate=0.05,
+                 optimizer="adam", dropout=[0.5, 0.5], seed=1)
+
+
+def test_single_layer_network_trains_with_every_option():
+    """No hidden layer: a scalar dropout applies to nothing; the rest works as usual."""
+    net, ref = build_pair([5, 3], "softmax", None, "categorical_crossentropy", F64, seed=0)
+    X, labels = classification_data(F64)
+    fit_both(net, ref, X, labels, F64, learning_rate=0.05, optimizer="adamw", dropout=0.5,
+             l2=1.0, l1=0.1, clip_norm=0.5, **RUN)
+    plain, _ = build_pair([5, 3], "softmax", None, "categorical_crossentropy", F64, seed=0)
+    plain.fit(X, labels, learning_rate=0.05, optimizer="adamw", l2=1.0, l1=0.1, clip_norm=0.5,
+              **RUN)
+    assert_same_parameters(net, plain, scale=0)
+
+
+def test_verbose_output(capsys, monkeypatch):
+    net, _ = cls_pair(F64)
+    X, labels = classification_data(F64)
+    Xv, lv = classification_data(F64, m=8, seed=3)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # no tqdm: plain lines
+    net.fit(X, labels, epochs=2, learning_rate=0.1, validation_data=(Xv, lv), verbose=True)
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("epoch")]
+    assert len(lines) == 2 and lines[0].startswith("epoch 1/2") and "val_loss" in lines[1]
+    monkeypatch.undo()
+    net.fit(X, labels, epochs=2, learning_rate=0.1, verbose=True)  # tqdm bar (if installed)
+    net.fit(X, labels, epochs=2, learning_rate=0.1, verbose=False)
+    captured = capsys.readouterr()
+    assert "epoch 1/2" not in captured.out
+
+
+def test_history_plot():
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    net, _ = cls_pair(F64)
+    X, labels = classification_data(F64)
+    history = net.fit(X, labels, epochs=3, learning_rate=0.1, validation_fraction=0.25)
+    figure = history.plot()
+    assert len(figure.axes) == 3
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+
+
+BAD_FIT_ARGUMENTS = [
+    (dict(epochs=0), ValueError),
+    (dict(epochs=1.5), TypeError),
+    (dict(batch_size=0), ValueError),
+    (dict(learning_rate=0.0), ValueError),
+    (dict(learning_rate=-1.0), ValueError),
+    (dict(learning_rate=float("nan")), ValueError),
+    (dict(optimizer="adamax"), ValueError),
+    (dict(optimizer=3), TypeError),
+    (dict(optimizer=optimizers.Optimizer()), TypeError),
+    (dict(schedule="linear"), ValueError),
+    (dict(schedule=None), TypeError),
+    (dict(l2=-1.0), ValueError),
+    (dict(l1=-0.1), ValueError),
+    (dict(weight_decay=-0.1), ValueError),
+    (dict(l2=float("inf")), ValueError),
+    (dict(dropout=1.0), ValueError),
+    (dict(dropout=-0.1), ValueError),
+    (dict(dropout=[0.1]), ValueError),
+    (dict(dropout=[0.1, 0.2, 0.3]), ValueError),
+    (dict(dropout=[0.1, 1.2]), ValueError),
+    (dict(clip_norm=0.0), ValueError),
+    (dict(clip_norm=-1.0), ValueError),
+    (dict(patience=0), ValueError),
+    (dict(early_stopping=True), ValueError),
+    (dict(validation_data=([[0.0] * 5], [0, 1])), ValueError),
+    (dict(validation_data=[[0.0] * 5]), TypeError),
+    (dict(callbacks=[None]), TypeError),
+]
+
+
+@pytest.mark.parametrize("cls", [dp.Network, reference.Network], ids=["native", "reference"])
+@pytest.mark.parametrize("kwargs, error", BAD_FIT_ARGUMENTS,
+                         ids=[repr(k)[:40] for k, _ in BAD_FIT_ARGUMENTS])
+def test_bad_fit_arguments(cls, kwargs, error):
+    net = cls(CLS_SIZES, "tanh", loss="categorical_crossentropy", seed=0)
+    X, labels = classification_data(F64)
+    before = copies(net)
+    with pytest.raises(error):
+        net.fit(X, labels, **{"epochs": 2, **kwargs})
+    assert_same_list(net.weights, before[0], scale=0)
+    assert_same_list(net.biases, before[1], scale=0)
+
+
+def test_optimizer_objects_validate():
+    with pytest.raises(ValueError):
+        optimizers.Momentum(1.0)
+    with pytest.raises(ValueError):
+        optimizers.Adam(beta1=1.0)
+    with pytest.raises(ValueError):
+        optimizers.Adam(eps=0.0)
+    with pytest.raises(ValueError):
+        optimizers.RMSprop(alpha=-0.1)
+    with pytest.raises(TypeError):
+        optimizers.Adam(beta1="0.9")
+    assert optimizers.AdamW().default_weight_decay == 0.01
+    assert optimizers.Adam().default_weight_decay == 0.0
+
+
+DEEP_SIZES = [2] * 66 + [1]  # 65 hidden layers: one more than the dropout hash numbers
+
+
+def deep_problem():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(8, 2)), rng.normal(size=(8, 1))
+
+
+def test_dropout_limited_to_64_hidden_layers():
+    X, Y = deep_problem()
+    net = dp.Network(DEEP_SIZES, "tanh", "identity", seed=0)
+    before = copies(net)
+    with pytest.raises(ValueError, match="64"):
+        net.fit(X, Y, epochs=1, dropout=0.1)
+    assert_same_list(net.weights, before[0], scale=0)
+    # dropout on the first 64 hidden layers only is accepted, and matches the reference
+    ref = reference.Network.from_network(net)
+    fit_both(net, ref, X, Y, F64, epochs=1, batch_size=4, learning_rate=0.01,
+             dropout=[0.1] * 64 + [0.0])
+
+
+def test_refused_fit_keeps_the_optimizer_consistent():
+    """A fit refused by the engine's configuration must not leave the network believing it
+    holds state for the refused settings' optimizer: the next fit with that optimizer must
+    run it (here: sgd after adam), not the previous optimizer."""
+    X, Y = deep_problem()
+    kwargs = dict(epochs=1, batch_size=4, learning_rate=0.01)
+    net = dp.Network(DEEP_SIZES, "tanh", "identity", seed=0)
+    net.fit(X, Y, optimizer="adam", **kwargs)
+    fresh = clone(net)
+    with pytest.raises(ValueError):
+        net.fit(X, Y, optimizer="sgd", dropout=0.1, **kwargs)
+    net.fit(X, Y, optimizer="sgd", **kwargs)
+    fresh.fit(X, Y, optimizer="sgd", **kwargs)
+    gap = float(np.max(np.abs(net.weights[-1] - fresh.weights[-1])))
+    assert gap < 1e-12, f"the sgd fit after the refused one ran another optimizer (gap {gap:.3g})"
+    assert_same_parameters(net, fresh)
+
+
+def test_inference_between_epochs_does_not_disturb_training():
+    """Validation on many rows and callbacks running predict/trace on large inputs resize the
+    engine's workspaces between epochs; training (with dropout) must go on as the reference."""
+    net, ref = cls_pair(F64)
+    X, labels = classification_data(F64)
+    Xv, lv = classification_data(F64, m=300, seed=8)
+    big = make_inputs(np.random.default_rng(5), 3000, CLS_SIZES[0], F64)
+
+    def busy(model):
+        def callback(epoch, metrics):
+            model.predict(big)
+            model.trace(big[:50], np.zeros((50, 3)))
+        return callback
+
+    kwargs = dict(epochs=3, batch_size=4, learning_rate=0.01, optimizer="adam",
+                  dropout=[0.5, 0.3], validation_data=(Xv, lv), seed=2)
+    history = net.fit(X, labels, callbacks=[busy(net)], **kwargs)
+    ref_history = ref.fit(X, labels, callbacks=[busy(ref)], **kwargs)
+    assert_same_parameters(net, ref)
+    assert_same_history(history, ref_history, F64)

@@ -49,6 +49,9 @@ def _dropout_rates(dropout, n_hidden):
         rate = check_finite_scalar(rate, f"dropout[{index}]")
         if not 0 <= rate < 1:
             raise ValueError(f"dropout rates must be in [0, 1); got {rate} for hidden layer {index}")
+        if rate > 0 and index >= 64:  # the mask hash numbers layers in 6 bits
+            raise ValueError(f"dropout is supported on the first 64 hidden layers only; got a "
+                             f"rate for hidden layer {index}")
     return tuple(float(rate) for rate in rates)
 
 
@@ -67,7 +70,8 @@ def _split(model, X, Y, validation_data, validation_fraction):
     if validation_fraction is None:
         return X, Y, None, None
     fraction = check_finite_scalar(validation_fraction, "validation_fraction")
-    n_val = math.ceil(fraction * X.shape[0])
+    # Rounded first so that e.g. 0.07 * 100 = 7.000000000000001 gives 7 rows, not 8.
+    n_val = math.ceil(round(fraction * X.shape[0], 9))
     if not 0 < fraction < 1 or n_val >= X.shape[0]:
         raise ValueError(
             f"validation_fraction must be in (0, 1) and leave training rows; got {fraction} "
@@ -139,7 +143,7 @@ def fit(model, X, Y, epochs=30, batch_size=10, learning_rate=3.0, *, optimizer="
     if clip_norm is not None:
         clip_norm = check_finite_scalar(clip_norm, "clip_norm", positive=True)
     weight_decay = optimizer.default_weight_decay if weight_decay is None else weight_decay
-    callbacks = list(callbacks)
+    callbacks = [callbacks] if callable(callbacks) else list(callbacks)
     for callback in callbacks:
         if not callable(callback):
             raise TypeError(f"callbacks must be callables callback(epoch, metrics); got {callback!r}")

@@ -218,12 +218,13 @@ class Network:
 
     def _begin_training(self, settings):
         reset = settings.optimizer != self._optimizer
-        self._optimizer = settings.optimizer
         self._engine.configure_training(
             OPTIMIZER_CODES[settings.optimizer.name], *settings.optimizer.hyperparameters(),
             settings.l2, settings.l1, settings.weight_decay, list(settings.dropout),
             settings.clip_norm or 0.0, settings.key, settings.n_train, reset,
         )
+        # Only once the engine took the settings does it hold this optimizer's state.
+        self._optimizer = settings.optimizer
 
     def _train_epoch(self, X, Y, order, batch_size, learning_rate, first_step):
         return self._engine.train_epoch(X, Y, order, batch_size, learning_rate, first_step)
