@@ -67,7 +67,7 @@ def test_layer_initialization_follows_spec():
 @pytest.mark.parametrize("shape", LAYER_SHAPES, ids=shape_id)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("activation", OUTPUT_ACTIVATIONS)
-def test_forward(activation, dtype, shape, m):
+def test_forward(activation, dtype, shape, m, product_path):
     layer = make_layer(*shape, activation, dtype)
     A_prev = inputs(m, shape[0], dtype)
     Z, A = layer.forward(A_prev)
@@ -141,7 +141,7 @@ def test_output_error_refuses_invalid_pairing(activation, loss):
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("activation", HIDDEN_ACTIVATIONS)
 @pytest.mark.parametrize("n_next", [1, 3])
-def test_delta(activation, dtype, shape, m, n_next):
+def test_delta(activation, dtype, shape, m, n_next, product_path):
     layer = make_layer(*shape, activation, dtype)
     A_prev = inputs(m, shape[0], dtype)
     Z, A = layer.forward(A_prev)
@@ -163,7 +163,7 @@ def test_delta_refuses_softmax():
 @pytest.mark.parametrize("m", BATCHES)
 @pytest.mark.parametrize("shape", LAYER_SHAPES, ids=shape_id)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_gradients(dtype, shape, m):
+def test_gradients(dtype, shape, m, product_path):
     layer = make_layer(*shape, "tanh", dtype)
     A_prev = inputs(m, shape[0], dtype)
     D = inputs(m, shape[1], dtype, seed=5)

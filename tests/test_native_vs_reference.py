@@ -12,6 +12,7 @@ from deltaprop import reference
 
 from helpers import (
     DTYPES,
+    build_pair,
     PAIRINGS,
     assert_same,
     assert_same_list,
@@ -32,17 +33,6 @@ SWEEP_PAIRINGS = [
     ("leaky_relu", "softmax", "quadratic"),
 ]
 LEARNING_RATE = 0.05  # 0.1 diverges for the all-identity network on one row
-
-
-def build_pair(sizes, hidden, output, loss, dtype, seed=0):
-    """A native network and a reference network built from the same arguments."""
-    kwargs = dict(activation=hidden, output=output, loss=loss, dtype=dtype, seed=seed)
-    net = dp.Network(sizes, **kwargs)
-    ref = reference.Network(sizes, **kwargs)
-    # Same arguments, same initial parameters (both draw from one default_rng(seed)).
-    assert_same_list(net.weights, ref.weights, dtype, scale=0)
-    assert_same_list(net.biases, ref.biases, dtype, scale=0)
-    return net, ref
 
 
 def data(sizes, loss, m, dtype, seed=1):
@@ -95,7 +85,7 @@ def check_all(net, ref, X, Y, dtype):
 @pytest.mark.parametrize("m", [1, 7])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("pairing", PAIRINGS, ids=pairing_id)
-def test_pairing_matrix(pairing, dtype, m):
+def test_pairing_matrix(pairing, dtype, m, product_path):
     hidden, output, loss = pairing
     net, ref = build_pair(PAIRING_SIZES, hidden, output, loss, dtype)
     X, Y = data(PAIRING_SIZES, loss, m, dtype)
@@ -158,7 +148,7 @@ def test_fit_without_shuffle_is_steps_in_order():
 @pytest.mark.parametrize("sizes", SWEEP_SIZES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("pairing", SWEEP_PAIRINGS, ids=pairing_id)
-def test_shapes_and_batch_sizes(pairing, dtype, sizes, m):
+def test_shapes_and_batch_sizes(pairing, dtype, sizes, m, product_path):
     hidden, output, loss = pairing
     net, ref = build_pair(sizes, hidden, output, loss, dtype, seed=5)
     X, Y = data(sizes, loss, m, dtype, seed=m)

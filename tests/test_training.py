@@ -1324,3 +1324,18 @@ def test_inference_between_epochs_does_not_disturb_training():
     ref_history = ref.fit(X, labels, callbacks=[busy(ref)], **kwargs)
     assert_same_parameters(net, ref)
     assert_same_history(history, ref_history, F64)
+
+
+def test_callbacks_none_means_no_callbacks():
+    net = dp.Network([3, 4, 2], seed=0)
+    X = np.random.default_rng(0).random((12, 3))
+    history = net.fit(X, np.arange(12) % 2, epochs=2, batch_size=4, callbacks=None)
+    assert history.epochs == 2
+
+
+def test_diverging_training_warns():
+    net = dp.Network([3, 4, 1], activation="identity", seed=0)
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(40, 3)) * 100, rng.normal(size=(40, 1)) * 100
+    with pytest.warns(RuntimeWarning, match="training diverged.*lower the learning_rate"):
+        net.fit(X, Y, epochs=5, batch_size=1, learning_rate=10.0)

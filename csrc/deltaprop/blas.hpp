@@ -46,14 +46,63 @@ void fortran_gemm(char* ta, char* tb, int* m, int* n, int* k, T* alpha, T* a, in
     }
 }
 
+// Products of at most this many multiply-adds (m * n * k) run in small_gemm below instead of
+// the BLAS, whose per-call overhead dominates there (see benchmarks/README.md). Adjustable
+// so that the tests can drive either path.
+inline std::size_t small_product_limit = 4096;
+
+// Row-major C = alpha * op(A) op(B) + beta * C by plain loops, each ordered so that the
+// innermost loop runs along contiguous rows:
+//   C[i,j] = beta C[i,j] + alpha sum_p op(A)[i,p] op(B)[p,j]
+template <class T>
+void small_gemm(bool transpose_a, bool transpose_b, std::size_t m, std::size_t n, std::size_t k,
+                T alpha, const T* a, std::size_t lda, const T* b, std::size_t ldb, T beta, T* c,
+                std::size_t ldc) {
+    for (std::size_t i = 0; i < m; ++i) {  // BLAS semantics: beta = 0 ignores what C held
+        T* ci = c + i * ldc;
+        for (std::size_t j = 0; j < n; ++j) ci[j] = beta == T(0) ? T(0) : beta * ci[j];
+    }
+    if (!transpose_b) {  // C[i,:] += alpha op(A)[i,p] B[p,:]
+        for (std::size_t i = 0; i < m; ++i) {
+            T* ci = c + i * ldc;
+            for (std::size_t p = 0; p < k; ++p) {
+                const T scaled = alpha * (transpose_a ? a[p * lda + i] : a[i * lda + p]);
+                const T* bp = b + p * ldb;
+                for (std::size_t j = 0; j < n; ++j) ci[j] += scaled * bp[j];
+            }
+        }
+    } else {  // C[i,j] += alpha op(A)[i,:] . B[j,:]
+        for (std::size_t i = 0; i < m; ++i) {
+            T* ci = c + i * ldc;
+            for (std::size_t j = 0; j < n; ++j) {
+                const T* bj = b + j * ldb;
+                T sum = 0;
+                if (transpose_a) {
+                    for (std::size_t p = 0; p < k; ++p) sum += a[p * lda + i] * bj[p];
+                } else {
+                    const T* ai = a + i * lda;
+                    // A dot product: let the compiler split the sum into vector lanes.
+#pragma omp simd reduction(+ : sum)
+                    for (std::size_t p = 0; p < k; ++p) sum += ai[p] * bj[p];
+                }
+                ci[j] += alpha * sum;
+            }
+        }
+    }
+}
+
 // Row-major C (m x n) = alpha * op(A) (m x k) * op(B) (k x n) + beta * C.
-// A row-major matrix is its own transpose in column-major order, so this computes
+// A row-major matrix is its own transpose in column-major order, so the BLAS computes
 // C^T = op(B)^T op(A)^T with the operands swapped.
 template <class T>
 void gemm(bool transpose_a, bool transpose_b, std::size_t m, std::size_t n, std::size_t k,
           T alpha, const T* a, std::size_t lda, const T* b, std::size_t ldb, T beta, T* c,
           std::size_t ldc) {
     if (m == 0 || n == 0) return;
+    if (m * n * k <= small_product_limit) {
+        small_gemm<T>(transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
     int m_ = as_blas_int(m, "m"), n_ = as_blas_int(n, "n"), k_ = as_blas_int(k, "k");
     int lda_ = as_blas_int(lda > 0 ? lda : 1, "lda");
     int ldb_ = as_blas_int(ldb > 0 ? ldb : 1, "ldb");

@@ -216,6 +216,13 @@ PYBIND11_MODULE(_engine, m) {
     // Share SciPy's BLAS: its cython_blas exports sgemm/dgemm as capsules.
     deltaprop::blas::set_gemm(blas_routine<deltaprop::blas::sgemm_fn>("sgemm"),
                               blas_routine<deltaprop::blas::dgemm_fn>("dgemm"));
+    m.def("_set_small_product_limit", [](std::size_t limit) {
+        const std::size_t previous = deltaprop::blas::small_product_limit;
+        deltaprop::blas::small_product_limit = limit;
+        return previous;
+    }, py::arg("limit"),
+       "Products of at most `limit` multiply-adds use the plain-loop kernel, larger ones the "
+       "BLAS (for tests and benchmarks); returns the previous limit.");
     bind_engine<float>(m, "Network32");
     bind_engine<double>(m, "Network64");
 }

@@ -59,3 +59,4 @@ cdef extern from "deltaprop/blas.hpp" namespace "deltaprop::blas" nogil:
     ctypedef void (*dgemm_fn)(char*, char*, int*, int*, int*, double*, double*, int*, double*,
                               int*, double*, double*, int*) noexcept nogil
     void set_gemm(sgemm_fn, dgemm_fn) except +
+    size_t small_product_limit

@@ -19,6 +19,15 @@ ctypedef fused floating:
 set_gemm(sgemm, dgemm)
 
 
+def _set_small_product_limit(size_t limit):
+    """Products of at most ``limit`` multiply-adds use the plain-loop kernel, larger ones the
+    BLAS (for tests and benchmarks); returns the previous limit."""
+    global small_product_limit
+    previous = small_product_limit
+    small_product_limit = limit
+    return previous
+
+
 cdef inline MatrixView[float] matrix_f(const float[:, ::1] a) noexcept nogil:
     return MatrixView[float](<float*>&a[0, 0] if a.shape[0] > 0 and a.shape[1] > 0 else NULL,
                              a.shape[0], a.shape[1])

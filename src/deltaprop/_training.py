@@ -4,6 +4,7 @@ schedules, History, early stopping, callbacks and progress. Shared by ``Network.
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,6 +144,8 @@ def fit(model, X, Y, epochs=30, batch_size=10, learning_rate=3.0, *, optimizer="
     if clip_norm is not None:
         clip_norm = check_finite_scalar(clip_norm, "clip_norm", positive=True)
     weight_decay = optimizer.default_weight_decay if weight_decay is None else weight_decay
+    if callbacks is None:
+        callbacks = []
     callbacks = [callbacks] if callable(callbacks) else list(callbacks)
     for callback in callbacks:
         if not callable(callback):
@@ -183,6 +186,12 @@ def fit(model, X, Y, epochs=30, batch_size=10, learning_rate=3.0, *, optimizer="
                 X, Y, order, batch_size, eta, epoch * steps_per_epoch
             )
             seconds = time.perf_counter() - started
+            if not math.isfinite(mean_loss):
+                warnings.warn(
+                    f"training diverged: the loss of epoch {epoch} is {mean_loss}; lower the "
+                    f"learning_rate (now {eta:g}) or clip gradients with clip_norm",
+                    RuntimeWarning, stacklevel=3,
+                )
             history.loss.append(float(mean_loss))
             history.accuracy.append(correct / n_train if classification else None)
             history.seconds.append(seconds)

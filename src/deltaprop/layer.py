@@ -29,7 +29,8 @@ class Layer:
     dtype : {'float64', 'float32'}
     seed : int or None
         Seed of the initial weights (see ``deltaprop.initializers``).
-    init : {None, 'nielsen', 'large', 'he'}
+    init : {None, 'nielsen', 'large', 'glorot_uniform', 'glorot_normal', 'he_normal',
+        'he_uniform', 'lecun_normal'}
 
     Attributes
     ----------

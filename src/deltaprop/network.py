@@ -41,12 +41,13 @@ class Network:
     output : str or None
         Activation of the output layer; None picks 'softmax' for categorical_crossentropy,
         'sigmoid' for binary_crossentropy and ``activation`` otherwise.
-    loss : {'quadratic', 'binary_crossentropy', 'categorical_crossentropy'}
+    loss : {'quadratic', 'binary_crossentropy', 'categorical_crossentropy', 'huber'}
     dtype : {'float64', 'float32'}
         Every input is converted once to this dtype; every output has it.
     seed : int or None
         Seed of the initial weights.
-    init : {None, 'nielsen', 'large', 'he'}
+    init : {None, 'nielsen', 'large', 'glorot_uniform', 'glorot_normal', 'he_normal',
+        'he_uniform', 'lecun_normal'}
         Weight initialization (see ``deltaprop.initializers``).
     layers : list of Layer
         Instead of ``sizes``: the layers themselves; they then share memory with the network.
