@@ -1,0 +1,547 @@
+// Native benchmark of deltaprop's C++ core, with no Python at all.
+//
+// Built from csrc/ alone (see CMakeLists.txt beside this file and benchmarks/README.md). The
+// core links no BLAS; this program hands it an OpenBLAS's sgemm_/dgemm_ through the seam in
+// csrc/deltaprop/blas.hpp, exactly as the Python bindings hand it SciPy's.
+//
+// For each configuration it times, per call (median of --repeats measurements, each of at
+// least --min-time seconds):
+//   - the Network calls: predict on one batch (forward), backprop, sgd_step, and train_epoch
+//     over --rows rows (reported per step and as samples/s);
+//   - the pieces of one training step, each over all layers, with the same kernels the core
+//     uses: the three GEMM families (forward, delta, weight gradient), bias + activation,
+//     BP1, f'(Z) product, bias gradient, the SGD update and the per-layer gradient norms
+//     that train_epoch records; their sum against the measured step shows what the Network
+//     class itself adds;
+//   - the step's products back to back through the core's blas::gemm, and straight to the
+//     BLAS ("GEMM peak": the BLAS's speed on exactly these shapes); train_epoch's GFLOP/s is
+//     reported as a fraction of the latter.
+// P3 also times P5's inference: predict on 10000 rows through the same network.
+//
+//   bench [--config P1-f64|P1-f32|P2-b10|P2-b32|P3|P4|all] [--threads N] [--repeats R]
+//         [--rows N] [--min-time S]
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "deltaprop/activations.hpp"
+#include "deltaprop/blas.hpp"
+#include "deltaprop/dense.hpp"
+#include "deltaprop/losses.hpp"
+#include "deltaprop/network.hpp"
+
+// The BLAS symbols: plain Fortran names for a system OpenBLAS; SciPy's bundled OpenBLAS
+// prefixes them (configure with -DBENCH_BLAS_PREFIX=scipy_).
+#ifndef BENCH_BLAS_PREFIX
+#define BENCH_BLAS_PREFIX
+#endif
+#define BENCH_CAT2(a, b) a##b
+#define BENCH_CAT(a, b) BENCH_CAT2(a, b)
+#define BLAS_SYMBOL(name) BENCH_CAT(BENCH_BLAS_PREFIX, name)
+
+extern "C" {
+void BLAS_SYMBOL(sgemm_)(char*, char*, int*, int*, int*, float*, float*, int*, float*, int*,
+                         float*, float*, int*);
+void BLAS_SYMBOL(dgemm_)(char*, char*, int*, int*, int*, double*, double*, int*, double*, int*,
+                         double*, double*, int*);
+void BLAS_SYMBOL(openblas_set_num_threads)(int);
+char* BLAS_SYMBOL(openblas_get_config)();
+}
+
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
+
+namespace dp = deltaprop;
+
+// MXCSR flush-to-zero and denormals-are-zero, for the repeated in-place pieces.
+inline unsigned int denormals_off() {
+#if defined(__SSE__)
+    const unsigned int old = _mm_getcsr();
+    _mm_setcsr(old | 0x8040u);
+    return old;
+#else
+    return 0;
+#endif
+}
+inline void restore_csr(unsigned int old) {
+#if defined(__SSE__)
+    _mm_setcsr(old);
+#else
+    (void)old;
+#endif
+}
+
+volatile double zero_rate_source = 0.0;
+
+// Row-major C = alpha op(A) op(B) + beta C straight through the BLAS (no deltaprop code in
+// between): column-major C^T = op(B)^T op(A)^T, as blas.hpp does it.
+template <class T>
+void raw_gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
+              std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
+    char cta = ta ? 'T' : 'N', ctb = tb ? 'T' : 'N';
+    int M = int(n), N = int(m), K = int(k), LDA = int(ldb), LDB = int(lda), LDC = int(ldc);
+    if constexpr (sizeof(T) == sizeof(float))
+        BLAS_SYMBOL(sgemm_)(&ctb, &cta, &M, &N, &K, &alpha, const_cast<T*>(b), &LDA,
+                            const_cast<T*>(a), &LDB, &beta, c, &LDC);
+    else
+        BLAS_SYMBOL(dgemm_)(&ctb, &cta, &M, &N, &K, &alpha, const_cast<T*>(b), &LDA,
+                            const_cast<T*>(a), &LDB, &beta, c, &LDC);
+}
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+    std::string config = "all";
+    int threads = 1;
+    int repeats = 7;
+    long rows = -1;  // -1: the configuration's default
+    double min_time = 0.02;
+};
+
+struct Config {
+    std::string name;
+    std::vector<std::size_t> sizes;
+    dp::Activation hidden, output;
+    dp::Loss loss;
+    std::size_t batch;
+    double eta;
+    bool f64;
+    std::size_t rows;
+};
+
+const char* act_name(dp::Activation a) { return dp::activation_name(a); }
+
+std::vector<Config> all_configs() {
+    using A = dp::Activation;
+    using L = dp::Loss;
+    return {
+        {"P1-f64", {784, 30, 10}, A::sigmoid, A::sigmoid, L::quadratic, 10, 3.0, true, 10000},
+        {"P1-f32", {784, 30, 10}, A::sigmoid, A::sigmoid, L::quadratic, 10, 3.0, false, 10000},
+        {"P2-b10", {784, 100, 10}, A::sigmoid, A::softmax, L::categorical_crossentropy, 10, 0.5,
+         false, 10000},
+        {"P2-b32", {784, 100, 10}, A::sigmoid, A::softmax, L::categorical_crossentropy, 32, 0.5,
+         false, 9984},
+        {"P3", {784, 1024, 1024, 10}, A::relu, A::softmax, L::categorical_crossentropy, 256, 0.05,
+         false, 5120},
+        {"P4", {2, 16, 1}, A::tanh, A::tanh, L::quadratic, 1, 0.05, true, 2000},
+    };
+}
+
+// ---- timing -----------------------------------------------------------------------------------
+
+struct Stat {
+    double median = 0, q1 = 0, q3 = 0, best = 0;
+};
+
+Stat stat_of(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    auto at = [&](double q) {
+        const double pos = q * double(v.size() - 1);
+        const std::size_t lo = std::size_t(pos);
+        const std::size_t hi = std::min(lo + 1, v.size() - 1);
+        return v[lo] + (v[hi] - v[lo]) * (pos - double(lo));
+    };
+    return {at(0.5), at(0.25), at(0.75), v.front()};
+}
+
+// Seconds per call of fn: the loop count is chosen once so that one measurement lasts at least
+// min_time, then `repeats` measurements.
+Stat time_call(const std::function<void()>& fn, const Options& opt) {
+    fn();  // warm up (workspaces, caches)
+    auto measure = [&](long loops) {
+        const auto start = Clock::now();
+        for (long i = 0; i < loops; ++i) fn();
+        return std::chrono::duration<double>(Clock::now() - start).count();
+    };
+    long loops = 1;
+    while (measure(loops) < opt.min_time) loops *= 2;
+    std::vector<double> samples;
+    for (int r = 0; r < opt.repeats; ++r) samples.push_back(measure(loops) / double(loops));
+    return stat_of(samples);
+}
+
+std::string fmt_time(double s) {
+    char buf[32];
+    if (s >= 1) std::snprintf(buf, sizeof buf, "%.3g s", s);
+    else if (s >= 1e-3) std::snprintf(buf, sizeof buf, "%.3g ms", s * 1e3);
+    else if (s >= 1e-6) std::snprintf(buf, sizeof buf, "%.3g us", s * 1e6);
+    else std::snprintf(buf, sizeof buf, "%.3g ns", s * 1e9);
+    return buf;
+}
+
+// ---- one configuration -------------------------------------------------------------------------
+
+template <class T>
+struct Bench {
+    const Config& cfg;
+    const Options& opt;
+    std::size_t L, B, rows;
+    std::vector<dp::Activation> acts;
+    std::mt19937_64 rng{20240611};
+
+    Bench(const Config& c, const Options& o) : cfg(c), opt(o) {
+        L = cfg.sizes.size() - 1;
+        B = cfg.batch;
+        rows = o.rows > 0 ? std::size_t(o.rows) : cfg.rows;
+        rows = std::max(B, rows - rows % B);
+        for (std::size_t l = 0; l + 1 < L; ++l) acts.push_back(cfg.hidden);
+        acts.push_back(cfg.output);
+    }
+
+    void fill_uniform(std::vector<T>& v, std::size_t n) {
+        std::uniform_real_distribution<double> u(0.0, 1.0);
+        v.resize(n);
+        for (auto& x : v) x = T(u(rng));
+    }
+
+    void fill_targets(std::vector<T>& Y, std::size_t m) {
+        const std::size_t n_out = cfg.sizes.back();
+        Y.assign(m * n_out, T(0));
+        std::uniform_int_distribution<std::size_t> pick(0, n_out - 1);
+        std::uniform_real_distribution<double> u(-0.8, 0.8);
+        for (std::size_t i = 0; i < m; ++i) {
+            if (n_out == 1) Y[i] = T(u(rng));
+            else Y[i * n_out + pick(rng)] = T(1);
+        }
+    }
+
+    // Nielsen's weights for sigmoid/tanh/softmax layers, He's for relu (as deltaprop's init=None).
+    void init(dp::Network<T>& net) {
+        std::normal_distribution<double> normal(0.0, 1.0);
+        for (std::size_t l = 0; l < L; ++l) {
+            auto W = net.weights(l);
+            auto b = net.biases(l);
+            const bool he = acts[l] == dp::Activation::relu;
+            const double scale = he ? std::sqrt(2.0 / double(W.cols)) : 1.0 / std::sqrt(double(W.cols));
+            for (std::size_t i = 0; i < W.size(); ++i) W.data[i] = T(normal(rng) * scale);
+            for (std::size_t j = 0; j < b.size; ++j) b.data[j] = he ? T(0) : T(normal(rng));
+        }
+    }
+
+    double flops_per_step(std::size_t m, bool train) const {
+        double f = 0;
+        for (std::size_t l = 0; l < L; ++l) {
+            const double n_in = double(cfg.sizes[l]), n_out = double(cfg.sizes[l + 1]);
+            f += 2 * double(m) * n_in * n_out;                    // forward
+            if (train) {
+                f += 2 * double(m) * n_in * n_out;                // weight gradient
+                if (l > 0) f += 2 * double(m) * n_in * n_out;     // delta
+            }
+        }
+        return f;
+    }
+
+    void row(const char* what, const Stat& s, double per, double flops, const char* extra = "") {
+        std::printf("  %-28s %10s %10s %10s", what, fmt_time(s.median).c_str(),
+                    fmt_time(s.q3 - s.q1).c_str(), fmt_time(s.best).c_str());
+        if (flops > 0) std::printf(" %9.2f", flops / s.median / 1e9);
+        else std::printf(" %9s", "-");
+        if (per > 0) std::printf(" %12.0f", per / s.median);
+        else std::printf(" %12s", "-");
+        std::printf("  %s\n", extra);
+    }
+
+    void run() {
+        std::printf("\n%s: ", cfg.name.c_str());
+        for (std::size_t i = 0; i < cfg.sizes.size(); ++i)
+            std::printf("%s%zu", i ? "-" : "", cfg.sizes[i]);
+        std::printf(" %s/%s, %s, batch %zu, eta %g, %s, %zu rows (%zu steps)\n",
+                    act_name(cfg.hidden), act_name(cfg.output),
+                    cfg.loss == dp::Loss::quadratic ? "quadratic" : "categorical_crossentropy",
+                    B, cfg.eta, cfg.f64 ? "float64" : "float32", rows, rows / B);
+        std::printf("  %-28s %10s %10s %10s %9s %12s\n", "what", "median", "IQR", "best", "GFLOP/s",
+                    "samples/s");
+
+        dp::Network<T> net(cfg.sizes, acts, cfg.loss);
+        init(net);
+        const std::size_t n_in = cfg.sizes.front(), n_out = cfg.sizes.back();
+        std::vector<T> X, Y, out(B * n_out);
+        fill_uniform(X, rows * n_in);
+        fill_targets(Y, rows);
+        dp::MatrixView<const T> Xb(X.data(), B, n_in), Yb(Y.data(), B, n_out);
+        dp::MatrixView<const T> Xall(X.data(), rows, n_in), Yall(Y.data(), rows, n_out);
+        const double f_fwd = flops_per_step(B, false), f_step = flops_per_step(B, true);
+        const T eta = T(cfg.eta);
+        const std::vector<T> initial(net.parameters(), net.parameters() + net.n_parameters());
+        auto restore = [&] { std::copy(initial.begin(), initial.end(), net.parameters()); };
+
+        Stat s_pred = time_call([&] { net.predict(Xb, dp::MatrixView<T>(out.data(), B, n_out)); }, opt);
+        row("Network::predict (1 batch)", s_pred, double(B), f_fwd);
+        Stat s_bp = time_call([&] { net.backprop(Xb, Yb); }, opt);
+        row("Network::backprop (1 batch)", s_bp, double(B), f_step);
+        restore();
+        Stat s_step = time_call([&] { net.sgd_step(Xb, Yb, eta); }, opt);
+        row("Network::sgd_step (1 batch)", s_step, double(B), f_step);
+        restore();
+        Options epoch_opt = opt;
+        epoch_opt.min_time = 0;  // one epoch per measurement
+        Stat s_epoch = time_call([&] {
+            restore();
+            net.train_epoch(Xall, Yall, nullptr, B, eta, 0);
+        }, epoch_opt);
+        const double steps = double(rows / B);
+        row("Network::train_epoch", s_epoch, double(rows), f_step * steps);
+        Stat s_epoch_step{s_epoch.median / steps, s_epoch.q1 / steps, s_epoch.q3 / steps, s_epoch.best / steps};
+        row("  train_epoch per step", s_epoch_step, double(B), f_step);
+
+        // ---- the pieces of one step, each over all layers --------------------------------
+        std::vector<std::vector<T>> Z(L), A(L), D(L), gW(L), gb(L);
+        for (std::size_t l = 0; l < L; ++l) {
+            const std::size_t n = cfg.sizes[l + 1];
+            Z[l].assign(B * n, T(0.1));
+            A[l].assign(B * n, T(0.5));
+            D[l].assign(B * n, T(0.01));
+            gW[l].assign(n * cfg.sizes[l], T(0));
+            gb[l].assign(n, T(0));
+        }
+        auto Zv = [&](std::size_t l) { return dp::MatrixView<T>(Z[l].data(), B, cfg.sizes[l + 1]); };
+        auto Av = [&](std::size_t l) { return dp::MatrixView<T>(A[l].data(), B, cfg.sizes[l + 1]); };
+        auto Dv = [&](std::size_t l) { return dp::MatrixView<T>(D[l].data(), B, cfg.sizes[l + 1]); };
+        auto input = [&](std::size_t l) -> const T* { return l == 0 ? X.data() : A[l - 1].data(); };
+        // Realistic activations for f' (relu sparsity, sigmoid values).
+        net.backprop(Xb, Yb);
+        for (std::size_t l = 0; l < L; ++l) {
+            std::copy(net.zs(l).data, net.zs(l).data + Z[l].size(), Z[l].begin());
+            std::copy(net.activations(l).data, net.activations(l).data + A[l].size(), A[l].begin());
+            std::copy(net.deltas(l).data, net.deltas(l).data + D[l].size(), D[l].begin());
+        }
+
+        const T zero_rate = T(zero_rate_source);
+        std::size_t widest = 0;
+        for (std::size_t l = 0; l < L; ++l) widest = std::max(widest, cfg.sizes[l + 1]);
+        std::vector<T> scratch(B * widest);
+        struct Piece { const char* name; std::function<void()> fn; double flops; bool gemm; };
+        double f_fwd_gemm = 0, f_delta = 0, f_wgrad = 0;
+        for (std::size_t l = 0; l < L; ++l) {
+            const double k = double(cfg.sizes[l]) * double(cfg.sizes[l + 1]) * 2 * double(B);
+            f_fwd_gemm += k;
+            f_wgrad += k;
+            if (l > 0) f_delta += k;
+        }
+        std::vector<Piece> pieces = {
+            {"GEMM forward  A W^T", [&] {
+                 for (std::size_t l = 0; l < L; ++l) {
+                     auto W = net.weights(l);
+                     dp::blas::gemm<T>(false, true, B, W.rows, W.cols, T(1), input(l), W.cols,
+                                       W.data, W.cols, T(0), Z[l].data(), W.rows);
+                 }
+             }, f_fwd_gemm, true},
+            {"bias rows + activation", [&] {
+                 // dense_forward copies b into every row of Z before the GEMM (beta = 1); the
+                 // copy goes to a scratch buffer here so that Z keeps the GEMM's values.
+                 for (std::size_t l = 0; l < L; ++l) {
+                     auto b = net.biases(l);
+                     for (std::size_t i = 0; i < B; ++i)
+                         std::copy(b.data, b.data + b.size, scratch.data() + i * b.size);
+                     dp::activate<T>(acts[l], dp::MatrixView<const T>(Zv(l)), Av(l));
+                 }
+             }, 0, false},
+            {"loss + BP1 output error", [&] {
+                 const std::size_t l = L - 1;
+                 volatile double c = dp::loss_sum<T>(cfg.loss, Zv(l), Av(l), Yb);
+                 (void)c;
+                 dp::output_error<T>(acts[l], cfg.loss, Zv(l), Av(l), Yb, Dv(l));
+             }, 0, false},
+            {"GEMM delta    D W", [&] {
+                 for (std::size_t l = L; l-- > 1;) {
+                     auto W = net.weights(l);
+                     dp::blas::gemm<T>(false, false, B, W.cols, W.rows, T(1), D[l].data(), W.rows,
+                                       W.data, W.cols, T(0), D[l - 1].data(), W.cols);
+                 }
+             }, f_delta, true},
+            {"BP2 f'(Z) product", [&] {
+                 for (std::size_t l = L - 1; l-- > 0;)
+                     dp::multiply_by_derivative<T>(acts[l], Zv(l), Av(l), Dv(l));
+             }, 0, false},
+            {"GEMM grad_W   D^T A", [&] {
+                 for (std::size_t l = 0; l < L; ++l) {
+                     auto W = net.weights(l);
+                     dp::blas::gemm<T>(true, false, W.rows, W.cols, B, T(1) / T(B), D[l].data(),
+                                       W.rows, input(l), W.cols, T(0), gW[l].data(), W.cols);
+                 }
+             }, f_wgrad, true},
+            {"BP3 bias gradient", [&] {
+                 for (std::size_t l = 0; l < L; ++l)
+                     dp::dense_bias_gradient<T>(Dv(l), T(1) / T(B), dp::VectorView<T>(gb[l].data(), gb[l].size()));
+             }, 0, false},
+            {"grad-norm bookkeeping", [&] {
+                 // What train_epoch records for the History every step: ||grad_W||_F per
+                 // layer, summed in double with 8 partial sums (network.cpp's sum_of_squares).
+                 double total = 0;
+                 for (std::size_t l = 0; l < L; ++l) {
+                     const T* x = gW[l].data();
+                     const std::size_t n = gW[l].size();
+                     double partial[8] = {};
+                     std::size_t i = 0;
+                     for (; i + 8 <= n; i += 8)
+                         for (std::size_t k = 0; k < 8; ++k) partial[k] += double(x[i + k]) * double(x[i + k]);
+                     double squares = 0;
+                     for (; i < n; ++i) squares += double(x[i]) * double(x[i]);
+                     for (double p : partial) squares += p;
+                     total += std::sqrt(squares);
+                 }
+                 volatile double sink = total;
+                 (void)sink;
+             }, 0, false},
+            {"SGD update p -= eta g", [&] {
+                 // The core's SGD update (optimizers.hpp); a zero rate leaves the weights as
+                 // they are (the compiler cannot drop the work: p - 0 * g is not p for NaN/inf).
+                 T* p = net.parameters();
+                 const T* g = net.gradients();
+                 const std::size_t n = net.n_parameters();
+                 const T rate = zero_rate;
+                 for (std::size_t i = 0; i < n; ++i) p[i] -= rate * g[i];
+             }, 0, false},
+        };
+        // The pieces run over and over on the same buffers: BP2 multiplies D by f' in place
+        // each time, which would soon leave subnormal numbers whose arithmetic is many times
+        // slower. Flush them to zero while the pieces run (the training above is untouched).
+        const unsigned int csr = denormals_off();
+        std::printf("  pieces of one step (all layers each; subnormals flushed to zero):\n");
+        double sum = 0, gemm_sum = 0, gemm_flops = 0;
+        std::vector<Stat> stats;
+        for (auto& p : pieces) {
+            stats.push_back(time_call(p.fn, opt));
+            sum += stats.back().median;
+            if (p.gemm) {
+                gemm_sum += stats.back().median;
+                gemm_flops += p.flops;
+            }
+        }
+        for (std::size_t i = 0; i < pieces.size(); ++i) {
+            char share[64];
+            std::snprintf(share, sizeof share, "%5.1f%% of the pieces", 100 * stats[i].median / sum);
+            row((std::string("  ") + pieces[i].name).c_str(), stats[i], 0, pieces[i].flops, share);
+        }
+        Stat s_sum{sum, sum, sum, sum};
+        char extra[128];
+        std::snprintf(extra, sizeof extra, "train_epoch step / sum = %.2f", s_epoch_step.median / sum);
+        row("  sum of the pieces", s_sum, double(B), f_step, extra);
+        // The step's products back to back, through the core's blas::gemm (which may route
+        // small products to its own kernels), and straight to the BLAS: the BLAS's peak on
+        // exactly these shapes, of which train_epoch's GFLOP/s is reported as a fraction.
+        Stat s_gemm = time_call([&] { for (int i : {0, 3, 5}) pieces[std::size_t(i)].fn(); }, opt);
+        std::snprintf(extra, sizeof extra, "GEMMs are %.1f%% of the pieces", 100 * gemm_sum / sum);
+        row("products via blas::gemm", s_gemm, double(B), gemm_flops, extra);
+        Stat s_blas = time_call([&] {
+            for (std::size_t l = 0; l < L; ++l) {
+                auto W = net.weights(l);
+                raw_gemm<T>(false, true, B, W.rows, W.cols, T(1), input(l), W.cols, W.data,
+                            W.cols, T(0), Z[l].data(), W.rows);
+            }
+            for (std::size_t l = L; l-- > 1;) {
+                auto W = net.weights(l);
+                raw_gemm<T>(false, false, B, W.cols, W.rows, T(1), D[l].data(), W.rows, W.data,
+                            W.cols, T(0), D[l - 1].data(), W.cols);
+            }
+            for (std::size_t l = 0; l < L; ++l) {
+                auto W = net.weights(l);
+                raw_gemm<T>(true, false, W.rows, W.cols, B, T(1) / T(B), D[l].data(), W.rows,
+                            input(l), W.cols, T(0), gW[l].data(), W.cols);
+            }
+        }, opt);
+        std::snprintf(extra, sizeof extra, "train_epoch reaches %.1f%% of it",
+                      100 * (f_step / s_epoch_step.median) / (gemm_flops / s_blas.median));
+        row("GEMM peak: BLAS alone", s_blas, double(B), gemm_flops, extra);
+        restore_csr(csr);
+
+        if (cfg.name == "P3") predict_rows(net, 10000);
+    }
+
+    // P5: inference on many rows through the same network; forward GEMM peak at that size.
+    void predict_rows(dp::Network<T>& net, std::size_t m) {
+        const std::size_t n_in = cfg.sizes.front(), n_out = cfg.sizes.back();
+        std::vector<T> X, out(m * n_out);
+        fill_uniform(X, m * n_in);
+        dp::MatrixView<const T> Xv(X.data(), m, n_in);
+        const double f = flops_per_step(m, false);
+        std::printf("\nP5: predict %zu x %zu through the P3 network, float32\n", m, n_in);
+        std::printf("  %-28s %10s %10s %10s %9s %12s\n", "what", "median", "IQR", "best", "GFLOP/s",
+                    "samples/s");
+        Stat s = time_call([&] { net.predict(Xv, dp::MatrixView<T>(out.data(), m, n_out)); }, opt);
+        row("Network::predict", s, double(m), f);
+        for (std::size_t chunk : {std::size_t(1024), m}) {
+            std::vector<std::vector<T>> Z(L);
+            for (std::size_t l = 0; l < L; ++l) Z[l].resize(chunk * cfg.sizes[l + 1]);
+            Stat g = time_call([&] {
+                for (std::size_t start = 0; start < m; start += chunk) {
+                    const std::size_t r = std::min(chunk, m - start);
+                    for (std::size_t l = 0; l < L; ++l) {
+                        auto W = net.weights(l);
+                        const T* in = l == 0 ? X.data() + start * n_in : Z[l - 1].data();
+                        raw_gemm<T>(false, true, r, W.rows, W.cols, T(1), in, W.cols, W.data,
+                                    W.cols, T(0), Z[l].data(), W.rows);
+                    }
+                }
+            }, opt);
+            char name[64], extra[96];
+            std::snprintf(name, sizeof name, "GEMM peak: BLAS, %zu-row chunks", chunk);
+            std::snprintf(extra, sizeof extra, "predict reaches %.1f%% of it",
+                          100 * (f / s.median) / (f / g.median));
+            row(name, g, double(m), f, extra);
+        }
+    }
+};
+
+int parse(int argc, char** argv, Options& opt) {
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        auto value = [&]() -> std::string {
+            if (i + 1 >= argc) {
+                std::fprintf(stderr, "%s needs a value\n", a.c_str());
+                std::exit(2);
+            }
+            return argv[++i];
+        };
+        if (a == "--config") opt.config = value();
+        else if (a == "--threads") opt.threads = std::atoi(value().c_str());
+        else if (a == "--repeats") opt.repeats = std::atoi(value().c_str());
+        else if (a == "--rows") opt.rows = std::atol(value().c_str());
+        else if (a == "--min-time") opt.min_time = std::atof(value().c_str());
+        else if (a == "-h" || a == "--help") {
+            std::printf("bench [--config P1-f64|P1-f32|P1|P2-b10|P2-b32|P2|P3|P4|all] [--threads N] "
+                        "[--repeats R] [--rows N] [--min-time S]\n");
+            std::exit(0);
+        } else {
+            std::fprintf(stderr, "unknown option %s (try --help)\n", a.c_str());
+            return 2;
+        }
+    }
+    if (opt.threads < 1 || opt.repeats < 1) {
+        std::fprintf(stderr, "--threads and --repeats must be positive\n");
+        return 2;
+    }
+    return 0;
+}
+
+int main(int argc, char** argv) {
+    Options opt;
+    if (int rc = parse(argc, argv, opt)) return rc;
+    dp::blas::set_gemm(&BLAS_SYMBOL(sgemm_), &BLAS_SYMBOL(dgemm_));
+    BLAS_SYMBOL(openblas_set_num_threads)(opt.threads);
+    std::printf("deltaprop native benchmark; BLAS: %s; threads %d; median of %d measurements "
+                "(each >= %g s; epochs: one per measurement)\n",
+                BLAS_SYMBOL(openblas_get_config)(), opt.threads, opt.repeats, opt.min_time);
+    bool any = false;
+    for (const Config& cfg : all_configs()) {
+        const bool chosen = opt.config == "all" || opt.config == cfg.name ||
+                            (opt.config.size() == 2 && cfg.name.rfind(opt.config, 0) == 0);
+        if (!chosen) continue;
+        any = true;
+        if (cfg.f64) Bench<double>(cfg, opt).run();
+        else Bench<float>(cfg, opt).run();
+    }
+    if (!any) {
+        std::fprintf(stderr, "unknown --config %s\n", opt.config.c_str());
+        return 2;
+    }
+    return 0;
+}
