@@ -374,7 +374,8 @@ struct Bench {
              }, 0, false},
             {"grad-norm bookkeeping", [&] {
                  // What train_epoch records for the History every step: ||grad_W||_F per
-                 // layer, summed in double with 8 partial sums (network.cpp's sum_of_squares).
+                 // layer, summed in double with 8 partial sums: a copy of network.cpp's
+                 // sum_of_squares (file-local there) as of git df8ce7f; keep it in step.
                  double total = 0;
                  for (std::size_t l = 0; l < L; ++l) {
                      const T* x = gW[l].data();

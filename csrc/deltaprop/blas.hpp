@@ -49,7 +49,7 @@ void fortran_gemm(char* ta, char* tb, int* m, int* n, int* k, T* alpha, T* a, in
 // Products of at most this many multiply-adds (m * n * k) run in small_gemm below instead of
 // the BLAS, whose per-call overhead dominates there (see benchmarks/README.md). Adjustable
 // so that the tests can drive either path.
-inline std::size_t small_product_limit = 4096;
+inline std::size_t small_product_limit = 256;
 
 // Row-major C = alpha * op(A) op(B) + beta * C by plain loops, each ordered so that the
 // innermost loop runs along contiguous rows:
