@@ -374,21 +374,10 @@ struct Bench {
              }, 0, false},
             {"grad-norm bookkeeping", [&] {
                  // What train_epoch records for the History every step: ||grad_W||_F per
-                 // layer, summed in double with 8 partial sums: a copy of network.cpp's
-                 // sum_of_squares (file-local there) as of git df8ce7f; keep it in step.
+                 // layer (deltaprop::sum_of_squares, dense.hpp).
                  double total = 0;
-                 for (std::size_t l = 0; l < L; ++l) {
-                     const T* x = gW[l].data();
-                     const std::size_t n = gW[l].size();
-                     double partial[8] = {};
-                     std::size_t i = 0;
-                     for (; i + 8 <= n; i += 8)
-                         for (std::size_t k = 0; k < 8; ++k) partial[k] += double(x[i + k]) * double(x[i + k]);
-                     double squares = 0;
-                     for (; i < n; ++i) squares += double(x[i]) * double(x[i]);
-                     for (double p : partial) squares += p;
-                     total += std::sqrt(squares);
-                 }
+                 for (std::size_t l = 0; l < L; ++l)
+                     total += std::sqrt(deltaprop::sum_of_squares(gW[l].data(), gW[l].size()));
                  volatile double sink = total;
                  (void)sink;
              }, 0, false},

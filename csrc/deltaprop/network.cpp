@@ -146,20 +146,6 @@ void Network<T>::backward(const MatrixView<const T>& X, const MatrixView<const T
     }
 }
 
-// sum_i x_i^2 in double, with independent partial sums so the loop vectorizes.
-template <class T>
-double sum_of_squares(const T* x, std::size_t n) {
-    constexpr std::size_t lanes = 8;
-    double partial[lanes] = {};
-    std::size_t i = 0;
-    for (; i + lanes <= n; i += lanes)
-        for (std::size_t k = 0; k < lanes; ++k) partial[k] += double(x[i + k]) * double(x[i + k]);
-    double total = 0;
-    for (; i < n; ++i) total += double(x[i]) * double(x[i]);
-    for (double p : partial) total += p;
-    return total;
-}
-
 template <class T>
 void Network<T>::apply_update(T learning_rate, EpochResult& result) {
     for (std::size_t l = 0; l < n_layers(); ++l) {
