@@ -1,5 +1,7 @@
 """The one comparison helper and the one tolerance table of the test suite."""
 
+import warnings
+
 import numpy as np
 
 # Native and reference compute the same equations in a different order of summation (BLAS
@@ -134,3 +136,10 @@ def assert_same_history(actual, expected, dtype, scale=1.0):
     if actual.grad_norms:
         assert_same(np.asarray(actual.grad_norms, dtype=dtype),
                     np.asarray(expected.grad_norms, dtype=dtype), dtype, scale)
+
+
+def error_on_warnings():
+    """Inside ``warnings.catch_warnings()``: every warning becomes an error, except the
+    spurious FP flag some OpenBLAS float32 kernels leave behind (see pyproject.toml)."""
+    warnings.simplefilter("error")
+    warnings.filterwarnings("ignore", "invalid value encountered in matmul", RuntimeWarning)

@@ -13,6 +13,7 @@ import deltaprop as dp
 from deltaprop import reference
 
 from helpers import (
+    error_on_warnings,
     assert_same_scalar,
     DTYPES,
     HIDDEN_ACTIVATIONS,
@@ -85,7 +86,7 @@ def test_forward_extreme_z_is_finite(activation, dtype):
     layer.biases = np.zeros(4, dtype)
     A_prev = np.array([[1e4], [-1e4], [0.0], [3e3]], dtype=dtype)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        error_on_warnings()
         Z, A = layer.forward(A_prev)
         Z_ref, A_ref = ref_forward(layer, A_prev)
     assert np.isfinite(A).all()

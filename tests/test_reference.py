@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import assert_same, assert_same_list
+from helpers import error_on_warnings, assert_same, assert_same_list
 
 from deltaprop import initializers, reference
 from deltaprop._names import ACTIVATIONS, LOSSES, OUTPUT_ONLY_ACTIVATIONS, REQUIRED_OUTPUT
@@ -204,7 +204,7 @@ def test_activations_are_finite_and_keep_dtype_at_extremes(name, dtype):
     f, f_prime = reference.ACTIVATION_FUNCTIONS[name]
     z = np.array([EXTREMES, EXTREMES[::-1]], dtype=dtype)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        error_on_warnings()
         values = [f(z)] + ([f_prime(z)] if f_prime else [reference.softmax_jvp(f(z), z)])
     for value in values:
         assert value.dtype == np.dtype(dtype)
@@ -221,7 +221,7 @@ def test_losses_and_output_errors_are_finite_at_extremes(output, loss, dtype):
     Y = np.zeros_like(Z)
     Y[:, [0, -1]] = [[1, 0], [0, 1]]  # the worst targets: on the saturated wrong side
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        error_on_warnings()
         A = reference.ACTIVATION_FUNCTIONS[output][0](Z)
         cost = reference.LOSS_FUNCTIONS[loss](Z, A, Y)
         delta = reference.output_error(Z, A, Y, output, loss)
@@ -252,7 +252,7 @@ def test_network_with_huge_pre_activations_stays_finite(hidden, output, loss, dt
     X = np.array([[1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]])
     Y = np.array([0, 1, 1]) if loss == "categorical_crossentropy" else np.eye(3, 2)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        error_on_warnings()
         trace = net.trace(X, Y)
         net.step(X, Y, learning_rate=0.1)
     assert np.abs(trace.zs[0]).max() == pytest.approx(1e4)

@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import assert_same, assert_same_list
+from helpers import error_on_warnings, assert_same, assert_same_list
 from test_reference import numerical_gradients
 
 from deltaprop import History, initializers, reference
@@ -325,7 +325,7 @@ def test_hash_is_splitmix64():
 ])
 def test_dropout_uniforms_match_plain_integers(key, step, layer, m, n):
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no overflow warnings from uint64 wrap-around
+        error_on_warnings()  # no overflow warnings from uint64 wrap-around
         u = reference.dropout_uniforms(key, step, layer, m, n)
     assert u.shape == (m, n) and u.dtype == np.float64
     expected = [[hash_uniform(key, step, layer, i * n + j) for j in range(n)] for i in range(m)]

@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 import pytest
 from helpers import (
+    error_on_warnings,
     DTYPES,
     INITIALIZER_NAMES,
     NEW_ACTIVATIONS,
@@ -708,7 +709,7 @@ def test_new_activations_huge_z(hidden, output, loss, dtype):
     X = np.array([[1.0], [-1.0], [0.5]], dtype=dtype)
     Y = np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]], dtype=dtype)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        error_on_warnings()
         with np.errstate(over="raise", invalid="raise", divide="raise"):  # underflow is fine
             t = net.trace(X, Y)
             for field in ("zs", "activations", "deltas", "grad_b", "grad_w"):
