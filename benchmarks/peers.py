@@ -101,11 +101,14 @@ class Peer:
 
 # ---- deltaprop ---------------------------------------------------------------------------------
 
-def deltaprop_network(cfg, seed=0):
-    import deltaprop
+def deltaprop_network(cfg, seed=0, module=None):
+    """A network of the configuration: deltaprop's native one, or from ``module``
+    (``deltaprop.reference``), which has the same API."""
+    if module is None:
+        import deltaprop as module
 
-    return deltaprop.Network(cfg.sizes, activation=cfg.hidden, output=cfg.output,
-                             loss=cfg.loss, dtype=cfg.dtype, seed=seed)
+    return module.Network(cfg.sizes, activation=cfg.hidden, output=cfg.output,
+                          loss=cfg.loss, dtype=cfg.dtype, seed=seed)
 
 
 class DeltapropFit(Peer):
@@ -117,8 +120,12 @@ class DeltapropFit(Peer):
 
     def __init__(self, cfg, data, init):
         super().__init__(cfg, data, init)
-        self.net = deltaprop_network(cfg)
+        self.net = self.make_network(cfg)
         self.reset()
+
+    @staticmethod
+    def make_network(cfg):
+        return deltaprop_network(cfg)
 
     def reset(self):
         self.net.weights = [W for W, _ in self.init]
@@ -132,7 +139,7 @@ class DeltapropFit(Peer):
                          learning_rate=self.cfg.eta, shuffle=False)
 
     def parameters(self):
-        return [(W.astype(np.float64), b.astype(np.float64))
+        return [(np.asarray(W, np.float64), np.asarray(b, np.float64))
                 for W, b in zip(self.net.weights, self.net.biases)]
 
 
@@ -150,35 +157,17 @@ class DeltapropEngine(DeltapropFit):
                                          self.cfg.eta, 0)
 
 
-class Reference(Peer):
+class Reference(DeltapropFit):
     """``deltaprop.reference.Network.fit``: the pure NumPy twin, one batch matrix product
-    per equation."""
+    per equation (same API, so the same calls as ``DeltapropFit``)."""
 
     name = "reference"
-    library = "deltaprop"
 
-    def __init__(self, cfg, data, init):
-        super().__init__(cfg, data, init)
+    @staticmethod
+    def make_network(cfg):
         from deltaprop import reference
 
-        self.net = reference.Network(cfg.sizes, activation=cfg.hidden, output=cfg.output,
-                                     loss=cfg.loss, dtype=cfg.dtype, seed=0)
-        self.reset()
-
-    def reset(self):
-        self.net.weights = [W for W, _ in self.init]
-        self.net.biases = [b for _, b in self.init]
-
-    def run(self):
-        if self.cfg.kind == "predict":
-            self._outputs = self.net.predict(self.data.X)
-        else:
-            self.net.fit(self.data.X, self.data.Y, epochs=1, batch_size=self.cfg.batch,
-                         learning_rate=self.cfg.eta, shuffle=False)
-
-    def parameters(self):
-        return [(np.asarray(W, np.float64), np.asarray(b, np.float64))
-                for W, b in zip(self.net.weights, self.net.biases)]
+        return deltaprop_network(cfg, module=reference)
 
 
 # ---- Nielsen's network.py, generalised to the configurations' activations and costs ------------
