@@ -15,7 +15,9 @@ from helpers import (
     build_pair,
     PAIRINGS,
     assert_same,
+    assert_same_history,
     assert_same_list,
+    assert_same_parameters,
     assert_same_scalar,
     make_inputs,
     make_targets,
@@ -24,8 +26,10 @@ from helpers import (
 )
 
 PAIRING_SIZES = [5, 7, 6, 3]  # two hidden layers: BP2 is applied twice
-SWEEP_SIZES = [[1, 1], [1, 5], [5, 1], [13, 7, 3], [31, 17, 11]]
-SWEEP_BATCHES = [1, 2, 7, 64, 257]
+# 70 and 33 inputs: whole vectors of every width (4, 8, 16 lanes) and a ragged rest. Batches
+# up to 32 rows go through the small-batch kernels, larger ones through the BLAS.
+SWEEP_SIZES = [[1, 1], [1, 5], [5, 1], [13, 7, 3], [31, 17, 11], [70, 33, 9]]
+SWEEP_BATCHES = [1, 2, 7, 32, 64, 257]
 SWEEP_PAIRINGS = [
     ("sigmoid", "sigmoid", "quadratic"),
     ("tanh", "sigmoid", "binary_crossentropy"),
@@ -106,6 +110,31 @@ def test_fit_matches_reference(pairing, dtype):
     assert history.epochs == 2
     assert len(history.loss) == 2
     assert_same(np.asarray(history.loss, dtype=dtype), np.asarray(ref_history.loss, dtype=dtype))
+
+
+# fit's step on small batches: plain SGD (with or without Nielsen's L2, with or without
+# dropout) is fused into the weight-gradient kernel, which also sums the squares for the
+# gradient norms; the other optimizers and clipping take the gradient, then update.
+FIT_OPTIONS = {
+    "sgd": {},
+    "sgd-l2": dict(l2=2.0),
+    "sgd-dropout": dict(dropout=0.3),
+    "momentum": dict(optimizer="momentum"),
+    "sgd-clip": dict(clip_norm=0.5),
+}
+
+
+@pytest.mark.parametrize("options", FIT_OPTIONS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_fit_on_every_product_path(options, dtype, product_path):
+    sizes = [70, 33, 9]
+    net, ref = build_pair(sizes, "sigmoid", "softmax", "categorical_crossentropy", dtype)
+    X, Y = data(sizes, "categorical_crossentropy", 75, dtype)  # batches of 32, 32 and 11 rows
+    kwargs = dict(epochs=2, batch_size=32, learning_rate=0.5, seed=3, **FIT_OPTIONS[options])
+    history = net.fit(X, Y, **kwargs)
+    ref_history = ref.fit(X, Y, **kwargs)
+    assert_same_parameters(net, ref, dtype)
+    assert_same_history(history, ref_history, dtype)
 
 
 def test_fit_shuffle_order_is_the_specified_one():

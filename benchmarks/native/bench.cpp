@@ -36,6 +36,7 @@
 #include "deltaprop/blas.hpp"
 #include "deltaprop/dense.hpp"
 #include "deltaprop/losses.hpp"
+#include "deltaprop/microkernels.hpp"
 #include "deltaprop/network.hpp"
 
 // The BLAS symbols: plain Fortran names for a system OpenBLAS; SciPy's bundled OpenBLAS
@@ -196,13 +197,13 @@ struct Bench {
         acts.push_back(cfg.output);
     }
 
-    void fill_uniform(std::vector<T>& v, std::size_t n) {
+    void fill_uniform(dp::AlignedVector<T>& v, std::size_t n) {
         std::uniform_real_distribution<double> u(0.0, 1.0);
         v.resize(n);
         for (auto& x : v) x = T(u(rng));
     }
 
-    void fill_targets(std::vector<T>& Y, std::size_t m) {
+    void fill_targets(dp::AlignedVector<T>& Y, std::size_t m) {
         const std::size_t n_out = cfg.sizes.back();
         Y.assign(m * n_out, T(0));
         std::uniform_int_distribution<std::size_t> pick(0, n_out - 1);
@@ -263,7 +264,7 @@ struct Bench {
         dp::Network<T> net(cfg.sizes, acts, cfg.loss);
         init(net);
         const std::size_t n_in = cfg.sizes.front(), n_out = cfg.sizes.back();
-        std::vector<T> X, Y, out(B * n_out);
+        dp::AlignedVector<T> X, Y, out(B * n_out);
         fill_uniform(X, rows * n_in);
         fill_targets(Y, rows);
         dp::MatrixView<const T> Xb(X.data(), B, n_in), Yb(Y.data(), B, n_out);
@@ -293,7 +294,8 @@ struct Bench {
         row("  train_epoch per step", s_epoch_step, double(B), f_step);
 
         // ---- the pieces of one step, each over all layers --------------------------------
-        std::vector<std::vector<T>> Z(L), A(L), D(L), gW(L), gb(L);
+        // 64-byte aligned, as the core's own workspaces are (aligned.hpp).
+        std::vector<dp::AlignedVector<T>> Z(L), A(L), D(L), gW(L), gb(L);
         for (std::size_t l = 0; l < L; ++l) {
             const std::size_t n = cfg.sizes[l + 1];
             Z[l].assign(B * n, T(0.1));
@@ -326,7 +328,64 @@ struct Bench {
             f_wgrad += k;
             if (l > 0) f_delta += k;
         }
-        std::vector<Piece> pieces = {
+        // Pieces both paths share.
+        auto loss_and_output_error = [&] {
+            const std::size_t l = L - 1;
+            volatile double c = dp::loss_sum<T>(cfg.loss, Zv(l), Av(l), Yb);
+            (void)c;
+            dp::output_error<T>(acts[l], cfg.loss, Zv(l), Av(l), Yb, Dv(l));
+        };
+        auto delta_products = [&] {
+            for (std::size_t l = L; l-- > 1;) {
+                auto W = net.weights(l);
+                dp::blas::gemm<T>(false, false, B, W.cols, W.rows, T(1), D[l].data(), W.rows,
+                                  W.data, W.cols, T(0), D[l - 1].data(), W.cols);
+            }
+        };
+        auto derivative_products = [&] {
+            for (std::size_t l = L - 1; l-- > 0;)
+                dp::multiply_by_derivative<T>(acts[l], Zv(l), Av(l), Dv(l));
+        };
+        auto bias_gradients = [&] {
+            for (std::size_t l = 0; l < L; ++l)
+                dp::dense_bias_gradient<T>(Dv(l), T(1) / T(B), dp::VectorView<T>(gb[l].data(), gb[l].size()));
+        };
+        // On batches the small-batch kernels take (microkernels.hpp), train_epoch's plain SGD
+        // step is: the forward product with the bias in its epilogue, then the weight-gradient
+        // product whose epilogue applies the update and sums the squares for the norms.
+        const bool small_batch = dp::micro::takes(B);
+        auto small_forward = [&] {
+            for (std::size_t l = 0; l < L; ++l) {
+                auto W = net.weights(l);
+                dp::micro::forward_product<T>(B, W.rows, W.cols, input(l), W.cols, W.data, W.cols,
+                                              net.biases(l).data, Z[l].data(), W.rows);
+            }
+        };
+        auto small_gradient_step = [&] {
+            // W <- W - 0 * D^T A: the whole fused update with a zero rate keeps the weights.
+            double total = 0;
+            for (std::size_t l = 0; l < L; ++l) {
+                auto W = net.weights(l);
+                total += std::sqrt(dp::micro::gradient_product<T>(
+                    B, W.rows, W.cols, D[l].data(), W.rows, input(l), W.cols, -zero_rate, T(1),
+                    W.data, W.cols));
+            }
+            volatile double sink = total;
+            (void)sink;
+        };
+        std::vector<Piece> small_pieces = {
+            {"small-batch forward (+ b)", small_forward, f_fwd_gemm, true},
+            {"activation", [&] {
+                 for (std::size_t l = 0; l < L; ++l)
+                     dp::activate<T>(acts[l], dp::MatrixView<const T>(Zv(l)), Av(l));
+             }, 0, false},
+            {"loss + BP1 output error", loss_and_output_error, 0, false},
+            {"GEMM delta    D W", delta_products, f_delta, true},
+            {"BP2 f'(Z) product", derivative_products, 0, false},
+            {"BP3 bias gradient", bias_gradients, 0, false},
+            {"small-batch grad_W + SGD + norm", small_gradient_step, f_wgrad, true},
+        };
+        std::vector<Piece> blas_pieces = {
             {"GEMM forward  A W^T", [&] {
                  for (std::size_t l = 0; l < L; ++l) {
                      auto W = net.weights(l);
@@ -344,23 +403,9 @@ struct Bench {
                      dp::activate<T>(acts[l], dp::MatrixView<const T>(Zv(l)), Av(l));
                  }
              }, 0, false},
-            {"loss + BP1 output error", [&] {
-                 const std::size_t l = L - 1;
-                 volatile double c = dp::loss_sum<T>(cfg.loss, Zv(l), Av(l), Yb);
-                 (void)c;
-                 dp::output_error<T>(acts[l], cfg.loss, Zv(l), Av(l), Yb, Dv(l));
-             }, 0, false},
-            {"GEMM delta    D W", [&] {
-                 for (std::size_t l = L; l-- > 1;) {
-                     auto W = net.weights(l);
-                     dp::blas::gemm<T>(false, false, B, W.cols, W.rows, T(1), D[l].data(), W.rows,
-                                       W.data, W.cols, T(0), D[l - 1].data(), W.cols);
-                 }
-             }, f_delta, true},
-            {"BP2 f'(Z) product", [&] {
-                 for (std::size_t l = L - 1; l-- > 0;)
-                     dp::multiply_by_derivative<T>(acts[l], Zv(l), Av(l), Dv(l));
-             }, 0, false},
+            {"loss + BP1 output error", loss_and_output_error, 0, false},
+            {"GEMM delta    D W", delta_products, f_delta, true},
+            {"BP2 f'(Z) product", derivative_products, 0, false},
             {"GEMM grad_W   D^T A", [&] {
                  for (std::size_t l = 0; l < L; ++l) {
                      auto W = net.weights(l);
@@ -368,10 +413,7 @@ struct Bench {
                                        W.rows, input(l), W.cols, T(0), gW[l].data(), W.cols);
                  }
              }, f_wgrad, true},
-            {"BP3 bias gradient", [&] {
-                 for (std::size_t l = 0; l < L; ++l)
-                     dp::dense_bias_gradient<T>(Dv(l), T(1) / T(B), dp::VectorView<T>(gb[l].data(), gb[l].size()));
-             }, 0, false},
+            {"BP3 bias gradient", bias_gradients, 0, false},
             {"grad-norm bookkeeping", [&] {
                  // What train_epoch records for the History every step: ||grad_W||_F per
                  // layer (deltaprop::sum_of_squares, dense.hpp).
@@ -391,11 +433,13 @@ struct Bench {
                  for (std::size_t i = 0; i < n; ++i) p[i] -= rate * g[i];
              }, 0, false},
         };
+        std::vector<Piece>& pieces = small_batch ? small_pieces : blas_pieces;
         // The pieces run over and over on the same buffers: BP2 multiplies D by f' in place
         // each time, which would soon leave subnormal numbers whose arithmetic is many times
         // slower. Flush them to zero while the pieces run (the training above is untouched).
         const unsigned int csr = denormals_off();
-        std::printf("  pieces of one step (all layers each; subnormals flushed to zero):\n");
+        std::printf("  pieces of one step through the %s (all layers each; subnormals flushed "
+                    "to zero):\n", small_batch ? "small-batch kernels" : "BLAS");
         double sum = 0, gemm_sum = 0, gemm_flops = 0;
         std::vector<Stat> stats;
         for (auto& p : pieces) {
@@ -418,9 +462,13 @@ struct Bench {
         // The step's products back to back, through the core's blas::gemm (which may route
         // small products to its own kernels), and straight to the BLAS: the BLAS's peak on
         // exactly these shapes, of which train_epoch's GFLOP/s is reported as a fraction.
-        Stat s_gemm = time_call([&] { for (int i : {0, 3, 5}) pieces[std::size_t(i)].fn(); }, opt);
-        std::snprintf(extra, sizeof extra, "GEMMs are %.1f%% of the pieces", 100 * gemm_sum / sum);
-        row("products via blas::gemm", s_gemm, double(B), gemm_flops, extra);
+        Stat s_gemm = time_call([&] {
+            for (auto& p : pieces)
+                if (p.gemm) p.fn();
+        }, opt);
+        std::snprintf(extra, sizeof extra, "products are %.1f%% of the pieces", 100 * gemm_sum / sum);
+        row(small_batch ? "products, small-batch kernels" : "products via blas::gemm", s_gemm,
+            double(B), gemm_flops, extra);
         Stat s_blas = time_call([&] {
             for (std::size_t l = 0; l < L; ++l) {
                 auto W = net.weights(l);
@@ -449,7 +497,7 @@ struct Bench {
     // P5: inference on many rows through the same network; forward GEMM peak at that size.
     void predict_rows(dp::Network<T>& net, std::size_t m) {
         const std::size_t n_in = cfg.sizes.front(), n_out = cfg.sizes.back();
-        std::vector<T> X, out(m * n_out);
+        dp::AlignedVector<T> X, out(m * n_out);
         fill_uniform(X, m * n_in);
         dp::MatrixView<const T> Xv(X.data(), m, n_in);
         const double f = flops_per_step(m, false);

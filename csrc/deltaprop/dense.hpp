@@ -9,6 +9,7 @@
 
 #include "activations.hpp"
 #include "blas.hpp"
+#include "microkernels.hpp"
 #include "view.hpp"
 
 namespace deltaprop {
@@ -22,9 +23,14 @@ void dense_forward(Activation f, const MatrixView<const T>& A_prev, const Matrix
     require_size(b, n_out, "b");
     require_shape(Z, m, n_out, "Z");
     require_shape(A, m, n_out, "A");
-    for (std::size_t i = 0; i < m; ++i) std::copy(b.data, b.data + n_out, Z.row(i));
-    blas::gemm<T>(false, true, m, n_out, n_in, T(1), A_prev.data, n_in, W.data, n_in, T(1), Z.data,
-                  n_out);
+    if (micro::takes(m)) {  // bias added in the kernel's epilogue
+        micro::forward_product<T>(m, n_out, n_in, A_prev.data, n_in, W.data, n_in, b.data, Z.data,
+                                  n_out);
+    } else {
+        for (std::size_t i = 0; i < m; ++i) std::copy(b.data, b.data + n_out, Z.row(i));
+        blas::gemm<T>(false, true, m, n_out, n_in, T(1), A_prev.data, n_in, W.data, n_in, T(1),
+                      Z.data, n_out);
+    }
     activate<T>(f, MatrixView<const T>(Z.data, m, n_out), A);
 }
 
@@ -52,6 +58,11 @@ void dense_weight_gradient(const MatrixView<const T>& D, const MatrixView<const 
     const std::size_t m = D.rows, n_out = D.cols, n_in = A_prev.cols;
     require_shape(A_prev, m, n_in, "A_prev");
     require_shape(G, n_out, n_in, "grad_W");
+    if (micro::takes(m)) {
+        micro::gradient_product<T>(m, n_out, n_in, D.data, n_out, A_prev.data, n_in, scale, beta,
+                                   G.data, n_in);
+        return;
+    }
     blas::gemm<T>(true, false, n_out, n_in, m, scale, D.data, n_out, A_prev.data, n_in, beta,
                   G.data, n_in);
 }

@@ -7,6 +7,7 @@
 
 #include "dense.hpp"
 #include "dropout.hpp"
+#include "microkernels.hpp"
 
 namespace deltaprop {
 
@@ -33,7 +34,7 @@ Network<T>::Network(std::vector<std::size_t> sizes, std::vector<Activation> acti
     std::size_t total = 0;
     for (std::size_t l = 0; l < n_layers(); ++l) {
         offsets_.push_back(total);
-        total += sizes_[l + 1] * sizes_[l] + sizes_[l + 1];
+        total = aligned_count<T>(total + sizes_[l + 1] * sizes_[l] + sizes_[l + 1]);
     }
     parameters_.assign(total, T(0));
     gradients_.assign(total, T(0));
@@ -42,22 +43,23 @@ Network<T>::Network(std::vector<std::size_t> sizes, std::vector<Activation> acti
     deltas_.resize(n_layers());
     masks_.resize(n_layers());
     dropped_.resize(n_layers());
+    weight_gradient_squares_.assign(n_layers(), -1.0);
 }
 
 template <class T>
-MatrixView<T> Network<T>::weight_view(std::vector<T>& buffer, std::size_t layer) {
+MatrixView<T> Network<T>::weight_view(AlignedVector<T>& buffer, std::size_t layer) {
     if (layer >= n_layers()) throw std::out_of_range("layer index " + std::to_string(layer) + " out of range");
     return {buffer.data() + offsets_[layer], sizes_[layer + 1], sizes_[layer]};
 }
 
 template <class T>
-VectorView<T> Network<T>::bias_view(std::vector<T>& buffer, std::size_t layer) {
+VectorView<T> Network<T>::bias_view(AlignedVector<T>& buffer, std::size_t layer) {
     if (layer >= n_layers()) throw std::out_of_range("layer index " + std::to_string(layer) + " out of range");
     return {buffer.data() + offsets_[layer] + sizes_[layer + 1] * sizes_[layer], sizes_[layer + 1]};
 }
 
 template <class T>
-MatrixView<T> Network<T>::workspace_view(std::vector<std::vector<T>>& buffers, std::size_t layer) {
+MatrixView<T> Network<T>::workspace_view(std::vector<AlignedVector<T>>& buffers, std::size_t layer) {
     if (layer >= n_layers()) throw std::out_of_range("layer index " + std::to_string(layer) + " out of range");
     return {buffers[layer].data(), rows_, sizes_[layer + 1]};
 }
@@ -124,25 +126,66 @@ double Network<T>::forward_loss(const MatrixView<const T>& Y) {
 }
 
 template <class T>
+void Network<T>::delta_below(std::size_t layer) {
+    dense_delta<T>(activations_[layer - 1], deltas(layer), weights(layer), zs(layer - 1),
+                   activations(layer - 1), deltas(layer - 1));
+    if (dropout_active(layer - 1)) {
+        MatrixView<T> D = deltas(layer - 1);
+        const T* mask = masks_[layer - 1].data();
+        for (std::size_t i = 0; i < D.size(); ++i) D.data[i] *= mask[i];
+    }
+}
+
+template <class T>
 void Network<T>::backward(const MatrixView<const T>& X, const MatrixView<const T>& Y) {
     const std::size_t L = n_layers() - 1;
     const T inverse_m = T(1) / T(rows_);
     // BP1: the output error.
     output_error<T>(activations_[L], loss_, zs(L), activations(L), Y, deltas(L));
     for (std::size_t l = L + 1; l-- > 0;) {
-        // BP2: the delta of the layer below (times its dropout mask, if any).
-        if (l > 0) {
-            dense_delta<T>(activations_[l - 1], deltas(l), weights(l), zs(l - 1),
-                           activations(l - 1), deltas(l - 1));
-            if (dropout_active(l - 1)) {
-                MatrixView<T> D = deltas(l - 1);
-                const T* mask = masks_[l - 1].data();
-                for (std::size_t i = 0; i < D.size(); ++i) D.data[i] *= mask[i];
-            }
-        }
+        if (l > 0) delta_below(l);
         // BP3 (biases) and BP4 (weights), for the mean cost over the batch.
         dense_bias_gradient<T>(deltas(l), inverse_m, grad_biases(l));
-        dense_weight_gradient<T>(deltas(l), layer_input(X, l), inverse_m, T(0), grad_weights(l));
+        if (micro::takes(rows_)) {  // the kernel sums the squares for the norm as it goes
+            const MatrixView<const T> D = deltas(l), A_prev = layer_input(X, l);
+            MatrixView<T> G = grad_weights(l);
+            const double squares = micro::gradient_product<T>(
+                rows_, G.rows, G.cols, D.data, D.cols, A_prev.data, A_prev.cols, inverse_m, T(0),
+                G.data, G.cols);
+            weight_gradient_squares_[l] = squares * double(inverse_m) * double(inverse_m);
+        } else {
+            dense_weight_gradient<T>(deltas(l), layer_input(X, l), inverse_m, T(0),
+                                     grad_weights(l));
+            weight_gradient_squares_[l] = -1.0;
+        }
+    }
+}
+
+template <class T>
+bool Network<T>::fused_sgd_applies() const {
+    return micro::takes(rows_) && config_.optimizer.kind == OptimizerKind::sgd &&
+           config_.clip_norm == 0 && config_.l1 == 0 && config_.weight_decay == 0;
+}
+
+template <class T>
+void Network<T>::backward_sgd(const MatrixView<const T>& X, const MatrixView<const T>& Y,
+                              T learning_rate, T shrink, std::vector<double>* grad_norms) {
+    const std::size_t L = n_layers() - 1;
+    const T inverse_m = T(1) / T(rows_);
+    output_error<T>(activations_[L], loss_, zs(L), activations(L), Y, deltas(L));
+    for (std::size_t l = L + 1; l-- > 0;) {
+        if (l > 0) delta_below(l);  // first: it needs W_l before this step changes it
+        VectorView<T> b = biases(l), grad_b = grad_biases(l);
+        dense_bias_gradient<T>(deltas(l), inverse_m, grad_b);
+        for (std::size_t j = 0; j < b.size; ++j) b.data[j] -= learning_rate * grad_b.data[j];
+        // W <- shrink W - (eta / m) D^T A_prev, straight from the kernel's registers.
+        const MatrixView<const T> D = deltas(l), A_prev = layer_input(X, l);
+        MatrixView<T> W = weights(l);
+        const double squares = micro::gradient_product<T>(
+            rows_, W.rows, W.cols, D.data, D.cols, A_prev.data, A_prev.cols,
+            -learning_rate * inverse_m, shrink, W.data, W.cols);
+        if (grad_norms != nullptr) (*grad_norms)[l] += std::sqrt(squares) * double(inverse_m);
+        weight_gradient_squares_[l] = -1.0;  // gradients() was not written
     }
 }
 
@@ -150,7 +193,8 @@ template <class T>
 void Network<T>::apply_update(T learning_rate, EpochResult& result) {
     for (std::size_t l = 0; l < n_layers(); ++l) {
         MatrixView<T> g = grad_weights(l);
-        result.grad_norms[l] += std::sqrt(sum_of_squares(g.data, g.size()));
+        const double known = weight_gradient_squares_[l];
+        result.grad_norms[l] += std::sqrt(known >= 0 ? known : sum_of_squares(g.data, g.size()));
     }
     if (config_.clip_norm > 0) {  // torch.nn.utils.clip_grad_norm_ over every gradient
         const double squares = sum_of_squares(gradients_.data(), gradients_.size());
@@ -215,8 +259,16 @@ template <class T>
 double Network<T>::sgd_step(const MatrixView<const T>& X, const MatrixView<const T>& Y,
                             T learning_rate) {
     check_batch(X, &Y);
-    const double cost = backprop(X, Y);
-    for (std::size_t i = 0; i < parameters_.size(); ++i) parameters_[i] -= learning_rate * gradients_[i];
+    if (!micro::takes(X.rows)) {
+        const double cost = backprop(X, Y);
+        for (std::size_t i = 0; i < parameters_.size(); ++i)
+            parameters_[i] -= learning_rate * gradients_[i];
+        return cost;
+    }
+    // The same fused step as train_epoch's, so that steps taken one by one replay an epoch.
+    forward(X);
+    const double cost = forward_loss(Y) / double(X.rows);
+    backward_sgd(X, Y, learning_rate, T(1), nullptr);
     return cost;
 }
 
@@ -296,8 +348,15 @@ EpochResult Network<T>::train_epoch(const MatrixView<const T>& X, const MatrixVi
             forward_train(xb, first_step + result.steps);
             total_cost += forward_loss(yb);
             result.correct += count_correct<T>(activations(L), yb);
-            backward(xb, yb);
-            apply_update(learning_rate, result);
+            if (fused_sgd_applies()) {
+                // Nielsen's L2: w <- w - eta (g + (lambda/n) w) = (1 - eta lambda/n) w - eta g.
+                const T shrink = T(1) - learning_rate * T(config_.l2 / double(config_.n_train));
+                backward_sgd(xb, yb, learning_rate, shrink, &result.grad_norms);
+                optimizer_.count_step();
+            } else {
+                backward(xb, yb);
+                apply_update(learning_rate, result);
+            }
         } catch (...) {
             training_ = false;
             throw;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "activations.hpp"
+#include "aligned.hpp"
 #include "losses.hpp"
 #include "optimizers.hpp"
 #include "view.hpp"
@@ -43,7 +44,8 @@ class Network {
     Activation activation(std::size_t layer) const { return activations_.at(layer); }
     Loss loss_kind() const { return loss_; }
 
-    // Parameters: for each layer W (n_out x n_in) then b (n_out), back to back.
+    // Parameters: for each layer W (n_out x n_in) then b (n_out); each layer's W starts on a
+    // 64-byte boundary (zeros pad the gap), so the small-batch kernels load aligned rows.
     std::size_t n_parameters() const { return parameters_.size(); }
     T* parameters() { return parameters_.data(); }
     T* gradients() { return gradients_.data(); }
@@ -62,6 +64,7 @@ class Network {
     // Fills gradients() with the gradient of the mean cost over X's rows; returns that cost.
     double backprop(const MatrixView<const T>& X, const MatrixView<const T>& Y);
     // One plain SGD step, W -= eta * grad_W, b -= eta * grad_b; returns the mean cost before it.
+    // On batches the small-batch kernels take, gradients() is not written (see backward_sgd).
     double sgd_step(const MatrixView<const T>& X, const MatrixView<const T>& Y, T learning_rate);
 
     // Training settings for the following epochs; keeps the optimizer state unless
@@ -79,17 +82,27 @@ class Network {
     void reserve(std::size_t rows);
 
   private:
-    MatrixView<T> weight_view(std::vector<T>& buffer, std::size_t layer);
-    VectorView<T> bias_view(std::vector<T>& buffer, std::size_t layer);
-    MatrixView<T> workspace_view(std::vector<std::vector<T>>& buffers, std::size_t layer);
+    MatrixView<T> weight_view(AlignedVector<T>& buffer, std::size_t layer);
+    VectorView<T> bias_view(AlignedVector<T>& buffer, std::size_t layer);
+    MatrixView<T> workspace_view(std::vector<AlignedVector<T>>& buffers, std::size_t layer);
     void check_batch(const MatrixView<const T>& X, const MatrixView<const T>* Y) const;
     void forward(const MatrixView<const T>& X);
     // Forward with inverted dropout on hidden layers (training only) at training step `step`.
     void forward_train(const MatrixView<const T>& X, std::uint64_t step);
     // The input of layer `layer`: X, or the previous layer's (dropped-out) activations.
     MatrixView<const T> layer_input(const MatrixView<const T>& X, std::size_t layer);
+    // BP2: the delta of layer `layer - 1` from that of `layer` (times its dropout mask).
+    void delta_below(std::size_t layer);
     // BP1..BP4 over the current batch into gradients().
     void backward(const MatrixView<const T>& X, const MatrixView<const T>& Y);
+    // The same, but each layer's plain SGD step, W <- shrink W - eta grad_W and
+    // b <- b - eta grad_b, is applied as its gradient is formed, in the small-batch kernel's
+    // epilogue: the weight gradient never goes through memory (gradients() is not written).
+    // Adds each layer's ||grad_W|| to grad_norms if given. For train_epoch when
+    // fused_sgd_applies(), and for sgd_step on small batches.
+    void backward_sgd(const MatrixView<const T>& X, const MatrixView<const T>& Y,
+                      T learning_rate, T shrink, std::vector<double>* grad_norms);
+    bool fused_sgd_applies() const;
     // Clipping, regularization, decay and the optimizer's update, after backward.
     void apply_update(T learning_rate, EpochResult& result);
     double forward_loss(const MatrixView<const T>& Y);
@@ -101,14 +114,16 @@ class Network {
     std::vector<Activation> activations_;
     Loss loss_;
     std::vector<std::size_t> offsets_;  // start of each layer's W in the flat buffers
-    std::vector<T> parameters_;
-    std::vector<T> gradients_;
+    AlignedVector<T> parameters_;
+    AlignedVector<T> gradients_;
+    // sum of squares of each layer's grad_W from the last backward (-1: not known yet).
+    std::vector<double> weight_gradient_squares_;
 
     std::size_t capacity_ = 0;  // rows the workspaces hold
     std::size_t rows_ = 0;      // rows of the current batch
-    std::vector<std::vector<T>> zs_, activations_ws_, deltas_;
-    std::vector<std::vector<T>> masks_, dropped_;  // dropout masks M_l and H_l = A_l * M_l
-    std::vector<T> batch_x_, batch_y_;  // gathered rows of a shuffled mini-batch
+    std::vector<AlignedVector<T>> zs_, activations_ws_, deltas_;
+    std::vector<AlignedVector<T>> masks_, dropped_;  // dropout masks M_l and H_l = A_l * M_l
+    AlignedVector<T> batch_x_, batch_y_;  // gathered rows of a shuffled mini-batch
 
     TrainingConfig config_;
     Optimizer<T> optimizer_;

@@ -44,6 +44,13 @@ class Optimizer {
     }
 
     std::size_t steps() const { return steps_; }
+    // A plain-SGD step that the caller applied itself (Network::backward_sgd); sgd keeps no
+    // state, so only the step count moves.
+    void count_step() {
+        if (config_.kind != OptimizerKind::sgd)
+            throw std::logic_error("only plain sgd steps can be applied outside the optimizer");
+        ++steps_;
+    }
 
     // One update of p (n values) with gradient g at learning rate eta; t counts from 1.
     void update(T* p, const T* g, std::size_t n, T eta) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "deltaprop/blas.hpp"
+#include "deltaprop/microkernels.hpp"
 #include "deltaprop/network.hpp"
 
 namespace py = pybind11;
@@ -223,6 +224,14 @@ PYBIND11_MODULE(_engine, m) {
     }, py::arg("limit"),
        "Products of at most `limit` multiply-adds use the plain-loop kernel, larger ones the "
        "BLAS (for tests and benchmarks); returns the previous limit.");
+    m.def("_set_small_batch_kernels", [](const std::string& name) {
+        return deltaprop::micro::select_isa_by_name(name);
+    }, py::arg("name"),
+       "Select the small-batch kernels ('auto', 'off', 'generic', 'avx2', 'avx512'; 'off' sends "
+       "every product to the BLAS), for tests and benchmarks; returns the previous name.");
+    m.def("_best_small_batch_kernels", [] {
+        return std::string(deltaprop::micro::isa_name(deltaprop::micro::best_supported_isa()));
+    }, "The widest small-batch kernel set this CPU supports.");
     bind_engine<float>(m, "Network32");
     bind_engine<double>(m, "Network64");
 }

@@ -1,7 +1,10 @@
 # Declarations of the C++ core (csrc/deltaprop) used by the Cython kernels: the per-layer
-# functions of dense.hpp, the output error of losses.hpp, the BLAS seam of blas.hpp.
+# functions of dense.hpp, the output error of losses.hpp, the BLAS seam of blas.hpp and the
+# small-batch kernels' selection in microkernels.hpp.
 # Each is called with explicit float/double instantiations, all nogil, C++ exceptions
 # (std::invalid_argument -> ValueError) translated by `except +`.
+from libcpp.string cimport string
+
 
 cdef extern from "deltaprop/view.hpp" namespace "deltaprop" nogil:
     cdef cppclass MatrixView[T]:
@@ -60,3 +63,7 @@ cdef extern from "deltaprop/blas.hpp" namespace "deltaprop::blas" nogil:
                               int*, double*, double*, int*) noexcept nogil
     void set_gemm(sgemm_fn, dgemm_fn) except +
     size_t small_product_limit
+
+
+cdef extern from "deltaprop/microkernels.hpp" namespace "deltaprop::micro" nogil:
+    string select_isa_by_name(const string&) except +

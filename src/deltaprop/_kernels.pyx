@@ -28,6 +28,12 @@ def _set_small_product_limit(size_t limit):
     return previous
 
 
+def _set_small_batch_kernels(str name):
+    """Select the small-batch kernels ('auto', 'off', 'generic', 'avx2', 'avx512'; 'off'
+    sends every product to the BLAS), for tests and benchmarks; returns the previous name."""
+    return select_isa_by_name(name.encode()).decode()
+
+
 cdef inline MatrixView[float] matrix_f(const float[:, ::1] a) noexcept nogil:
     return MatrixView[float](<float*>&a[0, 0] if a.shape[0] > 0 and a.shape[1] > 0 else NULL,
                              a.shape[0], a.shape[1])

@@ -1,0 +1,413 @@
+// Small-batch kernels for the two products of a training step whose short side is the batch:
+//   forward   Z[i,j] = b[j] + sum_p A[i,p] W[j,p]        (m x n_out, inner size n_in)
+//   gradient  S[j,c] = sum_i D[i,j] A[i,c]               (n_out x n_in, inner size m)
+// For batches of a few dozen rows a BLAS call spends much of its time packing and blocking
+// for shapes it was not tuned for (OpenBLAS reaches 55-75% of the FMA peak on P2's products,
+// see benchmarks/README.md). These kernels keep an R x C block of dot products (forward) or
+// a J x U block of output vectors (gradient) in registers and fuse each product's epilogue:
+// the bias add in the forward product; in the gradient, the sum of squares that the gradient
+// norms need and the write-back G = beta G + scale S, which with G = W, beta = 1 and
+// scale = -eta/m is the SGD update itself, so the gradient never goes through memory.
+//
+// One source, three instruction sets: the kernels are written once with GCC/Clang vector
+// extensions over a lane count L and compiled into wrappers with target("avx512f...") (L =
+// 64 bytes), target("avx2,fma") (32 bytes) and the baseline (16 bytes, SSE2 on x86-64).
+// The wrapper is chosen at run time from the CPU (selected_isa), so a portable wheel still
+// uses AVX-512 or AVX2 where present. Other compilers get the BLAS path only (Isa::off).
+#pragma once
+
+#include <cstddef>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+namespace deltaprop::micro {
+
+enum class Isa : int { off = 0, generic = 1, avx2 = 2, avx512 = 3 };
+
+inline const char* isa_name(Isa isa) {
+    switch (isa) {
+        case Isa::off: return "off";
+        case Isa::generic: return "generic";
+        case Isa::avx2: return "avx2";
+        case Isa::avx512: return "avx512";
+    }
+    return "?";
+}
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define DELTAPROP_MICRO_X86 1
+#define DELTAPROP_TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma")))
+#define DELTAPROP_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#endif
+#if defined(__GNUC__)
+#define DELTAPROP_MICRO_AVAILABLE 1
+// The compiled kernels are opaque to interprocedural optimization: a clone specialized for a
+// constant argument (sgd_step's beta = 1) may contract a different product into a fused
+// multiply-add than the general function does, and then steps taken one by one would not
+// replay an epoch bit for bit.
+#if defined(__clang__)
+#define DELTAPROP_KERNEL __attribute__((noinline))
+#else
+#define DELTAPROP_KERNEL __attribute__((noipa))
+#endif
+#define DELTAPROP_ALWAYS_INLINE __attribute__((always_inline)) inline
+// Loops over a block's compile-time size, unrolled whole so its accumulators stay in registers.
+#define DELTAPROP_UNROLL _Pragma("GCC unroll 16")
+#endif
+
+// The widest instruction set this CPU (and its OS, which must save the wide registers)
+// supports; libgcc's __builtin_cpu_supports checks both.
+inline Isa best_supported_isa() {
+#if defined(DELTAPROP_MICRO_X86)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl"))
+        return Isa::avx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
+    return Isa::generic;
+#elif defined(DELTAPROP_MICRO_AVAILABLE)
+    return Isa::generic;
+#else
+    return Isa::off;
+#endif
+}
+
+// The kernels in use (Isa::off: every product goes to the BLAS), and the largest batch they
+// take: above a few dozen rows the BLAS's blocking pays for itself. Both adjustable so the
+// tests can run every comparison through each instruction set.
+inline Isa selected_isa = best_supported_isa();
+inline std::size_t max_rows = 32;
+
+inline void select_isa(Isa isa) {
+    if (static_cast<int>(isa) > static_cast<int>(best_supported_isa()))
+        throw std::invalid_argument(std::string("this CPU does not support the ") +
+                                    isa_name(isa) + " kernels; the widest it supports is " +
+                                    isa_name(best_supported_isa()));
+    selected_isa = isa;
+}
+
+// For the bindings: select the kernels by name ("off", "generic", "avx2", "avx512", or
+// "auto" for the widest this CPU supports); returns the name of the previous selection.
+inline std::string select_isa_by_name(const std::string& name) {
+    const std::string previous = isa_name(selected_isa);
+    if (name == "auto") {
+        selected_isa = best_supported_isa();
+        return previous;
+    }
+    for (Isa isa : {Isa::off, Isa::generic, Isa::avx2, Isa::avx512})
+        if (name == isa_name(isa)) {
+            select_isa(isa);
+            return previous;
+        }
+    throw std::invalid_argument("unknown kernel set '" + name +
+                                "'; expected auto, off, generic, avx2 or avx512");
+}
+
+// Whether a batch of `rows` rows goes through these kernels.
+inline bool takes(std::size_t rows) { return selected_isa != Isa::off && rows <= max_rows; }
+
+#if defined(DELTAPROP_MICRO_AVAILABLE)
+// Vectors wider than the baseline ISA are only passed between always-inline helpers that end
+// up inside the target("...") functions, so GCC's note about their calling convention
+// (-Wpsabi) does not apply. (Not popped: GCC reports it where the templates are instantiated,
+// at the end of the including file.)
+#pragma GCC diagnostic ignored "-Wpsabi"
+namespace detail {
+
+template <class T, int Bytes>
+struct VectorOf {
+    typedef T type __attribute__((vector_size(Bytes)));
+};
+template <class T, int Bytes>
+using Vector = typename VectorOf<T, Bytes>::type;
+
+// Unaligned loads and stores: memcpy compiles to one vmovups/vmovupd.
+template <class V, class T>
+DELTAPROP_ALWAYS_INLINE V load(const T* p) {
+    V v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+template <class V, class T>
+DELTAPROP_ALWAYS_INLINE void store(T* p, const V& v) {
+    std::memcpy(p, &v, sizeof v);
+}
+
+// The sum of a vector's lanes, halving it each time.
+template <class T, int Bytes>
+DELTAPROP_ALWAYS_INLINE T lane_sum(const Vector<T, Bytes>& v) {
+    if constexpr (Bytes == 2 * sizeof(T)) {
+        return v[0] + v[1];
+    } else {
+        Vector<T, Bytes / 2> low, high;
+        std::memcpy(&low, &v, sizeof low);
+        std::memcpy(&high, reinterpret_cast<const char*>(&v) + sizeof low, sizeof high);
+        return lane_sum<T, Bytes / 2>(low + high);
+    }
+}
+
+// Calls body(std::integral_constant-like tag) for a runtime count 1 <= count < Max, so each
+// remainder block has its own compile-time size.
+template <int Count>
+struct Size {
+    static constexpr int value = Count;
+};
+template <int Max, class Body>
+DELTAPROP_ALWAYS_INLINE void with_remainder(std::size_t count, Body&& body) {
+    if constexpr (Max > 1) {
+        if (count == static_cast<std::size_t>(Max - 1)) {
+            body(Size<Max - 1>{});
+            return;
+        }
+        with_remainder<Max - 1>(count, body);
+    }
+}
+
+// Forward, one R x C block: Z[r,c] = bias[c] + sum_p A[r,p] W[c,p], with R x C vector
+// accumulators along p and the ragged end of p done in scalars.
+template <class T, int Bytes, int R, int C>
+DELTAPROP_ALWAYS_INLINE void forward_block(std::size_t k, const T* a, std::size_t lda,
+                                           const T* w, std::size_t ldw, const T* bias, T* z,
+                                           std::size_t ldz) {
+    using V = Vector<T, Bytes>;
+    constexpr std::size_t L = Bytes / sizeof(T);
+    V acc[R][C];
+    DELTAPROP_UNROLL
+    for (int r = 0; r < R; ++r)
+        DELTAPROP_UNROLL
+        for (int c = 0; c < C; ++c) acc[r][c] = V{};
+    std::size_t p = 0;
+    for (; p + L <= k; p += L) {
+        V wv[C];
+        DELTAPROP_UNROLL
+        for (int c = 0; c < C; ++c) wv[c] = load<V>(w + c * ldw + p);
+        DELTAPROP_UNROLL
+        for (int r = 0; r < R; ++r) {
+            const V av = load<V>(a + r * lda + p);
+            DELTAPROP_UNROLL
+            for (int c = 0; c < C; ++c) acc[r][c] += av * wv[c];
+        }
+    }
+    DELTAPROP_UNROLL
+    for (int r = 0; r < R; ++r)
+        DELTAPROP_UNROLL
+        for (int c = 0; c < C; ++c) {
+            T sum = lane_sum<T, Bytes>(acc[r][c]);
+            for (std::size_t q = p; q < k; ++q) sum += a[r * lda + q] * w[c * ldw + q];
+            z[r * ldz + c] = bias[c] + sum;
+        }
+}
+
+// Forward over all rows for C output columns; the C rows of W (C * k values) stay in L1
+// while every block of R rows of A passes over them.
+template <class T, int Bytes, int R, int C>
+DELTAPROP_ALWAYS_INLINE void forward_columns(std::size_t m, std::size_t k, const T* a,
+                                             std::size_t lda, const T* w, std::size_t ldw,
+                                             const T* bias, T* z, std::size_t ldz) {
+    std::size_t i = 0;
+    for (; i + R <= m; i += R)
+        forward_block<T, Bytes, R, C>(k, a + i * lda, lda, w, ldw, bias, z + i * ldz, ldz);
+    with_remainder<R>(m - i, [&](auto rows) {
+        forward_block<T, Bytes, decltype(rows)::value, C>(k, a + i * lda, lda, w, ldw, bias,
+                                                          z + i * ldz, ldz);
+    });
+}
+
+template <class T, int Bytes, int R, int C>
+DELTAPROP_ALWAYS_INLINE void forward(std::size_t m, std::size_t n, std::size_t k, const T* a,
+                                     std::size_t lda, const T* w, std::size_t ldw, const T* bias,
+                                     T* z, std::size_t ldz) {
+    std::size_t j = 0;
+    for (; j + C <= n; j += C)
+        forward_columns<T, Bytes, R, C>(m, k, a, lda, w + j * ldw, ldw, bias + j, z + j, ldz);
+    with_remainder<C>(n - j, [&](auto columns) {
+        forward_columns<T, Bytes, R, decltype(columns)::value>(m, k, a, lda, w + j * ldw, ldw,
+                                                               bias + j, z + j, ldz);
+    });
+}
+
+// The gradient's write-back: beta G + scale S. beta = 0 ignores what G held (NaN included,
+// as the BLAS does); beta = 1, the plain SGD step, needs no multiply.
+template <class V, class T>
+DELTAPROP_ALWAYS_INLINE V updated(const V& old, const V& sum, T scale, T beta) {
+    if (beta == T(0)) return scale * sum;
+    if (beta == T(1)) return old + scale * sum;
+    return beta * old + scale * sum;
+}
+
+// Gradient, one block of J rows x U vectors of columns: S[j,c] = sum_i D[i,j] A[i,c], then
+// G[j,c] = beta G[j,c] + scale S[j,c] (beta == 0 ignores what G held, as the BLAS does).
+// Returns the sum of S^2 over the block, in double.
+template <class T, int Bytes, int J, int U>
+DELTAPROP_ALWAYS_INLINE double gradient_block(std::size_t m, const T* d, std::size_t ldd,
+                                              const T* a, std::size_t lda, T scale, T beta, T* g,
+                                              std::size_t ldg) {
+    using V = Vector<T, Bytes>;
+    constexpr std::size_t L = Bytes / sizeof(T);
+    V acc[J][U];
+    DELTAPROP_UNROLL
+    for (int j = 0; j < J; ++j)
+        DELTAPROP_UNROLL
+        for (int u = 0; u < U; ++u) acc[j][u] = V{};
+    for (std::size_t i = 0; i < m; ++i) {
+        V av[U];
+        DELTAPROP_UNROLL
+        for (int u = 0; u < U; ++u) av[u] = load<V>(a + i * lda + u * L);
+        DELTAPROP_UNROLL
+        for (int j = 0; j < J; ++j) {
+            const T dij = d[i * ldd + j];
+            DELTAPROP_UNROLL
+            for (int u = 0; u < U; ++u) acc[j][u] += dij * av[u];
+        }
+    }
+    V squares{};
+    DELTAPROP_UNROLL
+    for (int j = 0; j < J; ++j)
+        DELTAPROP_UNROLL
+        for (int u = 0; u < U; ++u) {
+            squares += acc[j][u] * acc[j][u];
+            T* out = g + j * ldg + u * L;
+            store(out, updated<V, T>(load<V>(out), acc[j][u], scale, beta));
+        }
+    return double(lane_sum<T, Bytes>(squares));
+}
+
+// The same for single columns past the last whole vector, over n_out rows.
+template <class T>
+DELTAPROP_ALWAYS_INLINE double gradient_column(std::size_t m, std::size_t n_out, const T* d,
+                                               std::size_t ldd, const T* a, std::size_t lda,
+                                               T scale, T beta, T* g, std::size_t ldg) {
+    double squares = 0;
+    for (std::size_t j = 0; j < n_out; ++j) {
+        T sum = 0;
+        for (std::size_t i = 0; i < m; ++i) sum += d[i * ldd + j] * a[i * lda];
+        squares += double(sum) * double(sum);
+        g[j * ldg] = updated<T, T>(g[j * ldg], sum, scale, beta);
+    }
+    return squares;
+}
+
+// Gradient over all columns for J rows of G: G's rows are written front to back, streams
+// the hardware prefetcher follows (going down the columns of G instead ran 1.4x slower on
+// P2's 100 x 784 gradient), while A (m x n_in) is read again from cache for each block.
+template <class T, int Bytes, int J, int U>
+DELTAPROP_ALWAYS_INLINE double gradient_rows(std::size_t m, std::size_t n_in, const T* d,
+                                             std::size_t ldd, const T* a, std::size_t lda,
+                                             T scale, T beta, T* g, std::size_t ldg) {
+    constexpr std::size_t L = Bytes / sizeof(T);
+    double squares = 0;
+    std::size_t c = 0;
+    for (; c + U * L <= n_in; c += U * L)
+        squares += gradient_block<T, Bytes, J, U>(m, d, ldd, a + c, lda, scale, beta, g + c, ldg);
+    for (; c + L <= n_in; c += L)
+        squares += gradient_block<T, Bytes, J, 1>(m, d, ldd, a + c, lda, scale, beta, g + c, ldg);
+    for (; c < n_in; ++c)
+        squares += gradient_column<T>(m, J, d, ldd, a + c, lda, scale, beta, g + c, ldg);
+    return squares;
+}
+
+template <class T, int Bytes, int J, int U>
+DELTAPROP_ALWAYS_INLINE double gradient(std::size_t m, std::size_t n_out, std::size_t n_in,
+                                        const T* d, std::size_t ldd, const T* a, std::size_t lda,
+                                        T scale, T beta, T* g, std::size_t ldg) {
+    double squares = 0;
+    std::size_t j = 0;
+    for (; j + J <= n_out; j += J)
+        squares += gradient_rows<T, Bytes, J, U>(m, n_in, d + j, ldd, a, lda, scale, beta,
+                                                 g + j * ldg, ldg);
+    with_remainder<J>(n_out - j, [&](auto rows) {
+        squares += gradient_rows<T, Bytes, decltype(rows)::value, U>(m, n_in, d + j, ldd, a, lda,
+                                                                     scale, beta, g + j * ldg, ldg);
+    });
+    return squares;
+}
+
+// The compiled instances. Register blocks: 32 vector registers with AVX-512 hold 4 x 4
+// forward accumulators (+ 4 rows of A + 1 of W) and 4 x 2 gradient ones; the 16 of AVX2 and
+// SSE2 hold 2 x 4 and 3 x 2.
+#if defined(DELTAPROP_MICRO_X86)
+template <class T>
+DELTAPROP_KERNEL DELTAPROP_TARGET_AVX512 void forward_avx512(std::size_t m, std::size_t n, std::size_t k,
+                                            const T* a, std::size_t lda, const T* w,
+                                            std::size_t ldw, const T* bias, T* z,
+                                            std::size_t ldz) {
+    forward<T, 64, 4, 4>(m, n, k, a, lda, w, ldw, bias, z, ldz);
+}
+template <class T>
+DELTAPROP_KERNEL DELTAPROP_TARGET_AVX2 void forward_avx2(std::size_t m, std::size_t n, std::size_t k, const T* a,
+                                        std::size_t lda, const T* w, std::size_t ldw,
+                                        const T* bias, T* z, std::size_t ldz) {
+    forward<T, 32, 2, 4>(m, n, k, a, lda, w, ldw, bias, z, ldz);
+}
+template <class T>
+DELTAPROP_KERNEL DELTAPROP_TARGET_AVX512 double gradient_avx512(std::size_t m, std::size_t n_out,
+                                               std::size_t n_in, const T* d, std::size_t ldd,
+                                               const T* a, std::size_t lda, T scale, T beta,
+                                               T* g, std::size_t ldg) {
+    return gradient<T, 64, 4, 2>(m, n_out, n_in, d, ldd, a, lda, scale, beta, g, ldg);
+}
+template <class T>
+DELTAPROP_KERNEL DELTAPROP_TARGET_AVX2 double gradient_avx2(std::size_t m, std::size_t n_out, std::size_t n_in,
+                                           const T* d, std::size_t ldd, const T* a,
+                                           std::size_t lda, T scale, T beta, T* g,
+                                           std::size_t ldg) {
+    return gradient<T, 32, 3, 2>(m, n_out, n_in, d, ldd, a, lda, scale, beta, g, ldg);
+}
+#endif
+template <class T>
+DELTAPROP_KERNEL void forward_generic(std::size_t m, std::size_t n, std::size_t k, const T* a, std::size_t lda,
+                     const T* w, std::size_t ldw, const T* bias, T* z, std::size_t ldz) {
+    forward<T, 16, 2, 4>(m, n, k, a, lda, w, ldw, bias, z, ldz);
+}
+template <class T>
+DELTAPROP_KERNEL double gradient_generic(std::size_t m, std::size_t n_out, std::size_t n_in, const T* d,
+                        std::size_t ldd, const T* a, std::size_t lda, T scale, T beta, T* g,
+                        std::size_t ldg) {
+    return gradient<T, 16, 3, 2>(m, n_out, n_in, d, ldd, a, lda, scale, beta, g, ldg);
+}
+
+}  // namespace detail
+#endif  // DELTAPROP_MICRO_AVAILABLE
+
+// Z (m x n, row stride ldz) = A (m x k) W^T + bias, W being n x k: the forward product.
+template <class T>
+void forward_product(std::size_t m, std::size_t n, std::size_t k, const T* a, std::size_t lda,
+                     const T* w, std::size_t ldw, const T* bias, T* z, std::size_t ldz) {
+    switch (selected_isa) {
+#if defined(DELTAPROP_MICRO_X86)
+        case Isa::avx512: return detail::forward_avx512<T>(m, n, k, a, lda, w, ldw, bias, z, ldz);
+        case Isa::avx2: return detail::forward_avx2<T>(m, n, k, a, lda, w, ldw, bias, z, ldz);
+#endif
+#if defined(DELTAPROP_MICRO_AVAILABLE)
+        case Isa::generic:
+            return detail::forward_generic<T>(m, n, k, a, lda, w, ldw, bias, z, ldz);
+#endif
+        default: throw std::logic_error("deltaprop: small-batch kernels are off");
+    }
+}
+
+// G (n_out x n_in) = beta G + scale D^T A, D being m x n_out and A m x n_in: the weight
+// gradient summed over the batch (or, with G = W, beta = 1, scale = -eta/m, the SGD step).
+// Returns sum_jc (D^T A)[j,c]^2, unscaled, for the gradient norm.
+template <class T>
+double gradient_product(std::size_t m, std::size_t n_out, std::size_t n_in, const T* d,
+                        std::size_t ldd, const T* a, std::size_t lda, T scale, T beta, T* g,
+                        std::size_t ldg) {
+    switch (selected_isa) {
+#if defined(DELTAPROP_MICRO_X86)
+        case Isa::avx512:
+            return detail::gradient_avx512<T>(m, n_out, n_in, d, ldd, a, lda, scale, beta, g, ldg);
+        case Isa::avx2:
+            return detail::gradient_avx2<T>(m, n_out, n_in, d, ldd, a, lda, scale, beta, g, ldg);
+#endif
+#if defined(DELTAPROP_MICRO_AVAILABLE)
+        case Isa::generic:
+            return detail::gradient_generic<T>(m, n_out, n_in, d, ldd, a, lda, scale, beta, g,
+                                               ldg);
+#endif
+        default: throw std::logic_error("deltaprop: small-batch kernels are off");
+    }
+}
+
+}  // namespace deltaprop::micro
