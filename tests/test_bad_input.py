@@ -101,6 +101,17 @@ def test_x_not_finite(net, data, method, bad):
     )
 
 
+def test_x_with_an_overflowing_sum_is_still_finite():
+    """The finite check sums X first; a sum that overflows must not refuse finite data."""
+    net = dp.Network([2, 3, 1], "tanh", dtype=np.float64, seed=0)
+    X = np.full((4, 2), 1e308)
+    out = net.predict(X)
+    assert out.shape == (4, 1) and np.isfinite(out).all()
+    X[3, 0] = -np.inf  # and one Inf beside the overflow is still found
+    with pytest.raises(ValueError, match=r"NaN or Inf.*\(3, 0\)"):
+        net.predict(X)
+
+
 @pytest.mark.parametrize("method", X_METHODS)
 def test_x_empty(net, method):
     X = np.zeros((0, SIZES[0]))
