@@ -94,6 +94,41 @@ def test_forward_extreme_z_is_finite(activation, dtype):
     assert_same(A, A_ref, dtype)
 
 
+# sigmoid and tanh are computed by the core's own vectorized e^x (csrc/deltaprop/vmath.hpp):
+# within 3 ulp of the exact values everywhere (ulp: of the result, in its dtype).
+ACTIVATION_GRID = np.concatenate([
+    np.linspace(-60, 60, 120_001),           # every regime, steps of 0.001
+    np.linspace(-1e-6, 1e-6, 2001),          # tanh's series branch near 0
+    [0.0, -0.0, 1e-30, -1e-30, 0.5, -0.5, 0.25, -0.25, 700.0, -700.0],
+])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+def test_vectorized_activation_accuracy(activation, dtype, product_path):
+    z = ACTIVATION_GRID.astype(dtype)
+    layer = dp.Layer(1, 1, activation, dtype=dtype, seed=0)
+    layer.weights = np.ones((1, 1), dtype)
+    layer.biases = np.zeros(1, dtype)
+    Z, A = layer.forward(z[:, None])
+    assert_same(Z[:, 0], z, dtype, scale=0)
+    exact_z = z.astype(np.longdouble)
+    exact = np.tanh(exact_z) if activation == "tanh" else 1 / (1 + np.exp(-exact_z))
+    ulp = np.spacing(exact.astype(dtype))
+    error_in_ulp = np.abs(A[:, 0] - exact) / np.abs(ulp)
+    assert error_in_ulp.max() <= 3.0, (activation, z[np.argmax(error_in_ulp)], error_in_ulp.max())
+    assert np.isfinite(A).all()
+
+
+def test_vectorized_activation_extremes():
+    net_layer = dp.Layer(1, 1, "sigmoid", dtype=np.float64, seed=0)
+    net_layer.weights = np.ones((1, 1))
+    net_layer.biases = np.zeros(1)
+    _, A = net_layer.forward(np.array([[-1000.0], [1000.0], [-708.5]]))
+    # below the smallest normal number the result is 0 (documented in vmath.hpp)
+    assert A[0, 0] == 0.0 and A[1, 0] == 1.0 and 0.0 <= A[2, 0] < 1e-307
+
+
 OUTPUT_PAIRS = (
     [(activation, "quadratic") for activation in OUTPUT_ACTIVATIONS]
     + [("sigmoid", "binary_crossentropy"), ("softmax", "categorical_crossentropy")]

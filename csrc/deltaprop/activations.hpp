@@ -9,6 +9,7 @@
 #include <string>
 
 #include "view.hpp"
+#include "vmath.hpp"
 
 namespace deltaprop {
 
@@ -42,11 +43,11 @@ void activate(Activation f, const MatrixView<const T>& Z, const MatrixView<T>& A
         case Activation::identity:
             if (a != z) std::copy(z, z + n, a);
             break;
-        case Activation::sigmoid:
-            for (std::size_t i = 0; i < n; ++i) a[i] = sigmoid(z[i]);
+        case Activation::sigmoid:  // vectorized, see vmath.hpp
+            vmath::sigmoid_array(z, a, n);
             break;
         case Activation::tanh:
-            for (std::size_t i = 0; i < n; ++i) a[i] = std::tanh(z[i]);
+            vmath::tanh_array(z, a, n);
             break;
         case Activation::relu:
             for (std::size_t i = 0; i < n; ++i) a[i] = z[i] > T(0) ? z[i] : T(0);
