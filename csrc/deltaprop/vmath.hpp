@@ -58,35 +58,37 @@ DELTAPROP_VMATH_INLINE To bits_as(From value) {
     return result;
 }
 
+// p(x) = c[0] x^(N-1) + ... + c[N-1], by Horner's rule (unrolled whole).
+template <class T, std::size_t N>
+DELTAPROP_VMATH_INLINE T horner(T x, const T (&c)[N]) {
+    T p = c[0];
+#pragma GCC unroll 16
+    for (std::size_t i = 1; i < N; ++i) p = p * x + c[i];
+    return p;
+}
+
+// 1/k! for k = 15 down to 0.
+inline constexpr double inverse_factorials[] = {
+    1.0 / 1307674368000.0, 1.0 / 87178291200.0, 1.0 / 6227020800.0, 1.0 / 479001600.0,
+    1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0,
+    1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0};
+
+// The Taylor coefficients 1/k!, k = Highest down to Lowest, in T.
+template <class T, int Highest, int Lowest>
+struct Taylor {
+    static constexpr std::size_t count = Highest - Lowest + 1;
+    T c[count];
+    constexpr Taylor() : c() {
+        for (std::size_t i = 0; i < count; ++i) c[i] = T(inverse_factorials[15 - Highest + i]);
+    }
+};
+
 // e^r for |r| <= ln(2)/2 by its Taylor series, whose first left-out term is below half an
 // ulp there: through r^13 for double (r^14/14! < 5e-18), r^7 for float (r^8/8! < 6e-9).
 template <class T>
 DELTAPROP_VMATH_INLINE T exp_reduced(T r) {
-    if constexpr (std::is_same_v<T, double>) {
-        double p = 1.0 / 6227020800.0;  // 1/13!
-        p = p * r + 1.0 / 479001600.0;
-        p = p * r + 1.0 / 39916800.0;
-        p = p * r + 1.0 / 3628800.0;
-        p = p * r + 1.0 / 362880.0;
-        p = p * r + 1.0 / 40320.0;
-        p = p * r + 1.0 / 5040.0;
-        p = p * r + 1.0 / 720.0;
-        p = p * r + 1.0 / 120.0;
-        p = p * r + 1.0 / 24.0;
-        p = p * r + 1.0 / 6.0;
-        p = p * r + 0.5;
-        p = p * r + 1.0;
-        return p * r + 1.0;
-    } else {
-        float p = 1.0f / 5040.0f;
-        p = p * r + 1.0f / 720.0f;
-        p = p * r + 1.0f / 120.0f;
-        p = p * r + 1.0f / 24.0f;
-        p = p * r + 1.0f / 6.0f;
-        p = p * r + 0.5f;
-        p = p * r + 1.0f;
-        return p * r + 1.0f;
-    }
+    static constexpr Taylor<T, std::is_same_v<T, double> ? 13 : 7, 0> series{};
+    return horner(r, series.c);
 }
 
 // e^x for x <= 0 (-inf gives 0, NaN gives NaN): x = n ln2 + r, e^x = 2^n e^r.
@@ -112,32 +114,8 @@ DELTAPROP_VMATH_INLINE T exp_nonpositive(T x) {
 template <class T>
 DELTAPROP_VMATH_INLINE T expm1_nonpositive(T x) {
     const T small = x > T(-0.5) ? x : T(-0.5);  // the series only ever sees |x| <= 1/2
-    T p;
-    if constexpr (std::is_same_v<T, double>) {
-        p = 1.0 / 1307674368000.0;  // 1/15!
-        p = p * small + 1.0 / 87178291200.0;
-        p = p * small + 1.0 / 6227020800.0;
-        p = p * small + 1.0 / 479001600.0;
-        p = p * small + 1.0 / 39916800.0;
-        p = p * small + 1.0 / 3628800.0;
-        p = p * small + 1.0 / 362880.0;
-        p = p * small + 1.0 / 40320.0;
-        p = p * small + 1.0 / 5040.0;
-        p = p * small + 1.0 / 720.0;
-        p = p * small + 1.0 / 120.0;
-        p = p * small + 1.0 / 24.0;
-        p = p * small + 1.0 / 6.0;
-        p = p * small + 0.5;
-    } else {
-        p = 1.0f / 362880.0f;
-        p = p * small + 1.0f / 40320.0f;
-        p = p * small + 1.0f / 5040.0f;
-        p = p * small + 1.0f / 720.0f;
-        p = p * small + 1.0f / 120.0f;
-        p = p * small + 1.0f / 24.0f;
-        p = p * small + 1.0f / 6.0f;
-        p = p * small + 0.5f;
-    }
+    static constexpr Taylor<T, std::is_same_v<T, double> ? 15 : 9, 2> series{};
+    const T p = horner(small, series.c);
     const T near_zero = small + small * (small * p);
     const T far = exp_nonpositive(x) - T(1);
     return x > T(-0.5) ? near_zero : far;
