@@ -47,21 +47,9 @@ Network<T>::Network(std::vector<std::size_t> sizes, std::vector<Activation> acti
 }
 
 template <class T>
-MatrixView<T> Network<T>::weight_view(AlignedVector<T>& buffer, std::size_t layer) {
-    if (layer >= n_layers()) throw std::out_of_range("layer index " + std::to_string(layer) + " out of range");
-    return {buffer.data() + offsets_[layer], sizes_[layer + 1], sizes_[layer]};
-}
-
-template <class T>
-VectorView<T> Network<T>::bias_view(AlignedVector<T>& buffer, std::size_t layer) {
-    if (layer >= n_layers()) throw std::out_of_range("layer index " + std::to_string(layer) + " out of range");
-    return {buffer.data() + offsets_[layer] + sizes_[layer + 1] * sizes_[layer], sizes_[layer + 1]};
-}
-
-template <class T>
-MatrixView<T> Network<T>::workspace_view(std::vector<AlignedVector<T>>& buffers, std::size_t layer) {
-    if (layer >= n_layers()) throw std::out_of_range("layer index " + std::to_string(layer) + " out of range");
-    return {buffers[layer].data(), rows_, sizes_[layer + 1]};
+void Network<T>::layer_out_of_range(std::size_t layer) const {
+    throw std::out_of_range("layer index " + std::to_string(layer) + " out of range (" +
+                            std::to_string(n_layers()) + " layers)");
 }
 
 template <class T>

@@ -37,21 +37,34 @@ inline std::string shape_str(std::size_t rows, std::size_t cols) {
     return "(" + std::to_string(rows) + ", " + std::to_string(cols) + ")";
 }
 
-template <class T>
-void require_shape(const MatrixView<T>& m, std::size_t rows, std::size_t cols, const char* name) {
-    if (m.rows != rows || m.cols != cols)
-        throw std::invalid_argument(std::string(name) + " must have shape " +
-                                    shape_str(rows, cols) + "; got " + shape_str(m.rows, m.cols));
-    if (m.data == nullptr && rows * cols != 0)
-        throw std::invalid_argument(std::string(name) + " has no data");
+// The checks are inline and cheap; building the message is kept out of line (cold), so the
+// small networks' steps, which check a few dozen views, do not pay for it.
+[[noreturn]] inline void wrong_shape(const char* name, std::size_t rows, std::size_t cols,
+                                     std::size_t got_rows, std::size_t got_cols) {
+    throw std::invalid_argument(std::string(name) + " must have shape " + shape_str(rows, cols) +
+                                "; got " + shape_str(got_rows, got_cols));
+}
+
+[[noreturn]] inline void wrong_size(const char* name, std::size_t size, std::size_t got) {
+    throw std::invalid_argument(std::string(name) + " must have length " + std::to_string(size) +
+                                "; got " + std::to_string(got));
+}
+
+[[noreturn]] inline void no_data(const char* name) {
+    throw std::invalid_argument(std::string(name) + " has no data");
 }
 
 template <class T>
-void require_size(const VectorView<T>& v, std::size_t size, const char* name) {
-    if (v.size != size)
-        throw std::invalid_argument(std::string(name) + " must have length " +
-                                    std::to_string(size) + "; got " + std::to_string(v.size));
-    if (v.data == nullptr && size != 0) throw std::invalid_argument(std::string(name) + " has no data");
+inline void require_shape(const MatrixView<T>& m, std::size_t rows, std::size_t cols,
+                          const char* name) {
+    if (m.rows != rows || m.cols != cols) wrong_shape(name, rows, cols, m.rows, m.cols);
+    if (m.data == nullptr && rows * cols != 0) no_data(name);
+}
+
+template <class T>
+inline void require_size(const VectorView<T>& v, std::size_t size, const char* name) {
+    if (v.size != size) wrong_size(name, size, v.size);
+    if (v.data == nullptr && size != 0) no_data(name);
 }
 
 }  // namespace deltaprop
