@@ -14,7 +14,10 @@ CSRC = "csrc"
 HEADERS = sorted(str(p) for p in Path(CSRC, "deltaprop").glob("*.hpp"))
 
 # -fopenmp-simd only honours `#pragma omp simd` (vectorized reductions); no OpenMP runtime.
-extra_compile_args = ["-O3", "-fopenmp-simd"]
+# -fno-trapping-math: nothing here enables floating-point traps, and without it GCC will not
+# turn the selects of vmath.hpp's e^x into blends for AVX2 and SSE2 (2.5x slower there);
+# values are unchanged, only the sticky status flags may differ.
+extra_compile_args = ["-O3", "-fopenmp-simd", "-fno-trapping-math"]
 if os.environ.get("DELTAPROP_NATIVE") == "1":
     extra_compile_args.append("-march=native")
 

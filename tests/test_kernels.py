@@ -100,6 +100,8 @@ ACTIVATION_GRID = np.concatenate([
     np.linspace(-60, 60, 120_001),           # every regime, steps of 0.001
     np.linspace(-1e-6, 1e-6, 2001),          # tanh's series branch near 0
     [0.0, -0.0, 1e-30, -1e-30, 0.5, -0.5, 0.25, -0.25, 700.0, -700.0],
+    # just above the underflow cut-offs: the results are still normal numbers
+    [-708.39, -708.2, -708.0, -87.33, -87.2, -87.0],
 ])
 
 
@@ -206,6 +208,23 @@ def test_gradients(dtype, shape, m, product_path):
     grad_b, grad_w = layer.gradients(D, A_prev)
     assert_same(grad_b, D.sum(axis=0) / m, dtype)  # BP3
     assert_same(grad_w, D.T @ A_prev / m, dtype)  # BP4
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.0, 0.5])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_weight_gradient_beta(dtype, beta, product_path):
+    """G = scale D^T A + beta G, as the BLAS defines it: beta = 0 ignores what G held (NaN
+    included), so a caller may pass an uninitialised G."""
+    from deltaprop import _kernels
+
+    m, n_in, n_out = 7, 37, 9  # whole vectors and a ragged rest in every kernel set
+    A_prev = inputs(m, n_in, dtype)
+    D = inputs(m, n_out, dtype, seed=5)
+    G0 = np.full((n_out, n_in), np.nan if beta == 0 else 0.25, dtype)
+    G = G0.copy()
+    _kernels.weight_gradient(D, A_prev, -0.3, beta, G)
+    expected = -0.3 * (D.T @ A_prev) + (beta * G0 if beta else 0)
+    assert_same(G, expected.astype(dtype), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

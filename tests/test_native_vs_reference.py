@@ -27,9 +27,10 @@ from helpers import (
 
 PAIRING_SIZES = [5, 7, 6, 3]  # two hidden layers: BP2 is applied twice
 # 70 and 33 inputs: whole vectors of every width (4, 8, 16 lanes) and a ragged rest. Batches
-# up to 32 rows go through the small-batch kernels, larger ones through the BLAS.
+# up to 128 rows go through the small-batch kernels (33: whole row blocks and one over),
+# larger ones through the BLAS.
 SWEEP_SIZES = [[1, 1], [1, 5], [5, 1], [13, 7, 3], [31, 17, 11], [70, 33, 9]]
-SWEEP_BATCHES = [1, 2, 7, 32, 64, 257]
+SWEEP_BATCHES = [1, 2, 7, 33, 128, 257]
 SWEEP_PAIRINGS = [
     ("sigmoid", "sigmoid", "quadratic"),
     ("tanh", "sigmoid", "binary_crossentropy"),

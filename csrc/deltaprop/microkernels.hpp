@@ -1,7 +1,7 @@
 // Small-batch kernels for the two products of a training step whose short side is the batch:
 //   forward   Z[i,j] = b[j] + sum_p A[i,p] W[j,p]        (m x n_out, inner size n_in)
 //   gradient  S[j,c] = sum_i D[i,j] A[i,c]               (n_out x n_in, inner size m)
-// For batches of a few dozen rows a BLAS call spends much of its time packing and blocking
+// For batches of up to ~100 rows a BLAS call spends much of its time packing and blocking
 // for shapes it was not tuned for (OpenBLAS reaches 55-75% of the FMA peak on P2's products,
 // see benchmarks/README.md). These kernels keep an R x C block of dot products (forward) or
 // a J x U block of output vectors (gradient) in registers and fuse each product's epilogue:
@@ -16,6 +16,7 @@
 // uses AVX-512 or AVX2 where present. Other compilers get the BLAS path only (Isa::off).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstring>
 #include <stdexcept>
@@ -74,10 +75,14 @@ inline Isa best_supported_isa() {
 }
 
 // The kernels in use (Isa::off: every product goes to the BLAS), and the largest batch they
-// take: above a few dozen rows the BLAS's blocking pays for itself. Both adjustable so the
+// take. Measured against OpenBLAS (benchmarks/README.md, native train_epoch step): faster at
+// every batch up to 128 rows (784-100-10: 1.2x at 64 and 128 rows; 784-1024-1024-10: 1.1x
+// at 64, even at 128), while at 256 rows on 1024-wide layers the BLAS's blocking pays for
+// itself (21.3 against 24.9 ms per step). Both adjustable so the
 // tests can run every comparison through each instruction set.
-inline Isa selected_isa = best_supported_isa();
-inline std::size_t max_rows = 32;
+// Atomic: training runs without the GIL, so another thread may change them (tests do).
+inline std::atomic<Isa> selected_isa{best_supported_isa()};
+inline std::atomic<std::size_t> max_rows{128};
 
 inline void select_isa(Isa isa) {
     if (static_cast<int>(isa) > static_cast<int>(best_supported_isa()))
@@ -90,7 +95,7 @@ inline void select_isa(Isa isa) {
 // For the bindings: select the kernels by name ("off", "generic", "avx2", "avx512", or
 // "auto" for the widest this CPU supports); returns the name of the previous selection.
 inline std::string select_isa_by_name(const std::string& name) {
-    const std::string previous = isa_name(selected_isa);
+    const std::string previous = isa_name(selected_isa.load());
     if (name == "auto") {
         selected_isa = best_supported_isa();
         return previous;
@@ -374,17 +379,19 @@ DELTAPROP_KERNEL double gradient_generic(std::size_t m, std::size_t n_out, std::
 template <class T>
 void forward_product(std::size_t m, std::size_t n, std::size_t k, const T* a, std::size_t lda,
                      const T* w, std::size_t ldw, const T* bias, T* z, std::size_t ldz) {
-    switch (selected_isa) {
+    switch (selected_isa.load(std::memory_order_relaxed)) {
 #if defined(DELTAPROP_MICRO_X86)
         case Isa::avx512: return detail::forward_avx512<T>(m, n, k, a, lda, w, ldw, bias, z, ldz);
         case Isa::avx2: return detail::forward_avx2<T>(m, n, k, a, lda, w, ldw, bias, z, ldz);
 #endif
-#if defined(DELTAPROP_MICRO_AVAILABLE)
-        case Isa::generic:
-            return detail::forward_generic<T>(m, n, k, a, lda, w, ldw, bias, z, ldz);
-#endif
-        default: throw std::logic_error("deltaprop: small-batch kernels are off");
+        default: break;
     }
+#if defined(DELTAPROP_MICRO_AVAILABLE)
+    // generic; also "off" if another thread switched the kernels off after the caller chose them
+    detail::forward_generic<T>(m, n, k, a, lda, w, ldw, bias, z, ldz);
+#else
+    throw std::logic_error("deltaprop: no small-batch kernels in this build");
+#endif
 }
 
 // G (n_out x n_in) = beta G + scale D^T A, D being m x n_out and A m x n_in: the weight
@@ -394,20 +401,21 @@ template <class T>
 double gradient_product(std::size_t m, std::size_t n_out, std::size_t n_in, const T* d,
                         std::size_t ldd, const T* a, std::size_t lda, T scale, T beta, T* g,
                         std::size_t ldg) {
-    switch (selected_isa) {
+    switch (selected_isa.load(std::memory_order_relaxed)) {
 #if defined(DELTAPROP_MICRO_X86)
         case Isa::avx512:
             return detail::gradient_avx512<T>(m, n_out, n_in, d, ldd, a, lda, scale, beta, g, ldg);
         case Isa::avx2:
             return detail::gradient_avx2<T>(m, n_out, n_in, d, ldd, a, lda, scale, beta, g, ldg);
 #endif
-#if defined(DELTAPROP_MICRO_AVAILABLE)
-        case Isa::generic:
-            return detail::gradient_generic<T>(m, n_out, n_in, d, ldd, a, lda, scale, beta, g,
-                                               ldg);
-#endif
-        default: throw std::logic_error("deltaprop: small-batch kernels are off");
+        default: break;
     }
+#if defined(DELTAPROP_MICRO_AVAILABLE)
+    // generic; also "off" if another thread switched the kernels off after the caller chose them
+    return detail::gradient_generic<T>(m, n_out, n_in, d, ldd, a, lda, scale, beta, g, ldg);
+#else
+    throw std::logic_error("deltaprop: no small-batch kernels in this build");
+#endif
 }
 
 }  // namespace deltaprop::micro

@@ -7,7 +7,9 @@
 // Accuracy: within 3 ulp (float64 within 4e-16 relative of tanh and of 1 / (1 + e^-z),
 // float32 within 2e-7; tests/test_kernels.py checks it on a grid and at the extremes), far
 // inside the tolerances the core is held to against the reference. Results below the
-// smallest normal number (sigmoid(z) for z < -708 in float64, z < -87 in float32) are 0.
+// smallest normal number (sigmoid(z) for z below about -708.396 in float64, -87.337 in
+// float32) are 0. Non-finite or huge inputs may leave the invalid/overflow status flags set
+// (both branches of each select are computed); nothing in deltaprop reads them.
 #pragma once
 
 #include <cstddef>
@@ -36,7 +38,8 @@ struct ExpConstants<double> {
     static constexpr double ln2_high = 0.693147180369123816490;  // exact in 32 bits
     static constexpr double ln2_low = 1.90821492927058770002e-10;
     static constexpr double round_magic = 6755399441055744.0;  // 1.5 * 2^52
-    static constexpr double lowest = -708.0;  // e^x below this: 0 (the true value is < 4e-308)
+    // Just below ln(smallest normal) = -708.39641853: e^x below it is 0, above it exact.
+    static constexpr double lowest = -708.39642;
 };
 
 template <>
@@ -47,7 +50,8 @@ struct ExpConstants<float> {
     static constexpr float ln2_high = 0.693359375f;
     static constexpr float ln2_low = -2.12194440e-4f;
     static constexpr float round_magic = 12582912.0f;  // 1.5 * 2^23
-    static constexpr float lowest = -87.0f;  // e^x below this: 0 (the true value is < 2e-38)
+    // Just below ln(smallest normal) = -87.33654475: e^x below it is 0, above it exact.
+    static constexpr float lowest = -87.33655f;
 };
 
 template <class To, class From>
@@ -132,7 +136,11 @@ DELTAPROP_VMATH_INLINE T sigmoid(T z) {
 // tanh(z) = sign(z) (1 - e^-2|z|) / (1 + e^-2|z|) = sign(z) (-t) / (2 + t), t = e^-2|z| - 1.
 template <class T>
 DELTAPROP_VMATH_INLINE T tanh(T z) {
-    const T magnitude = z > T(0) ? z : -z;
+    // |z| capped where tanh rounds to 1 (tanh(20) = 1 - 8e-18, tanh(10) = 1 - 4e-9 in float),
+    // so -2|z| never overflows; NaN passes through the comparison unchanged.
+    constexpr T saturated = std::is_same_v<T, double> ? T(20) : T(10);
+    const T absolute = z > T(0) ? z : -z;
+    const T magnitude = absolute > saturated ? saturated : absolute;
     const T t = expm1_nonpositive(T(-2) * magnitude);
     const T result = -t / (T(2) + t);
     // copysign by hand (std::copysign is not inlined everywhere); NaN stays NaN
@@ -179,8 +187,9 @@ DELTAPROP_KERNEL DELTAPROP_TARGET_AVX2 void tanh_avx2(const T* z, T* a, std::siz
 template <class T>
 void sigmoid_array(const T* z, T* a, std::size_t n) {
 #if defined(DELTAPROP_MICRO_X86)
-    if (micro::selected_isa == micro::Isa::avx512) return detail::sigmoid_avx512(z, a, n);
-    if (micro::selected_isa == micro::Isa::avx2) return detail::sigmoid_avx2(z, a, n);
+    const micro::Isa isa = micro::selected_isa.load(std::memory_order_relaxed);
+    if (isa == micro::Isa::avx512) return detail::sigmoid_avx512(z, a, n);
+    if (isa == micro::Isa::avx2) return detail::sigmoid_avx2(z, a, n);
 #endif
     detail::sigmoid_loop(z, a, n);
 }
@@ -188,8 +197,9 @@ void sigmoid_array(const T* z, T* a, std::size_t n) {
 template <class T>
 void tanh_array(const T* z, T* a, std::size_t n) {
 #if defined(DELTAPROP_MICRO_X86)
-    if (micro::selected_isa == micro::Isa::avx512) return detail::tanh_avx512(z, a, n);
-    if (micro::selected_isa == micro::Isa::avx2) return detail::tanh_avx2(z, a, n);
+    const micro::Isa isa = micro::selected_isa.load(std::memory_order_relaxed);
+    if (isa == micro::Isa::avx512) return detail::tanh_avx512(z, a, n);
+    if (isa == micro::Isa::avx2) return detail::tanh_avx2(z, a, n);
 #endif
     detail::tanh_loop(z, a, n);
 }

@@ -89,7 +89,8 @@ void bind_engine(py::module_& m, const char* name) {
         .def("parameters", [](py::object self) {
             E& e = self.cast<E&>();
             return view_of<T>(e.network.parameters(), {static_cast<py::ssize_t>(e.network.n_parameters())}, self);
-        }, "Flat view of all parameters (per layer: W row-major, then b).")
+        }, "Flat view of all parameters: per layer W row-major, then b, each layer's W starting "
+           "on a 64-byte boundary (zeros pad the gaps).")
         .def("weights", [](py::object self, std::size_t layer) {
             auto w = self.cast<E&>().network.weights(layer);
             return view_of<T>(w.data, {static_cast<py::ssize_t>(w.rows), static_cast<py::ssize_t>(w.cols)}, self);
