@@ -243,11 +243,13 @@ DELTAPROP_ALWAYS_INLINE V updated(const V& old, const V& sum, T scale, T beta) {
 
 // Gradient, one block of J rows x U vectors of columns: S[j,c] = sum_i D[i,j] A[i,c], then
 // G[j,c] = beta G[j,c] + scale S[j,c] (beta == 0 ignores what G held, as the BLAS does).
-// Returns the sum of S^2 over the block, in double.
-template <class T, int Bytes, int J, int U>
-DELTAPROP_ALWAYS_INLINE double gradient_block(std::size_t m, const T* d, std::size_t ldd,
-                                              const T* a, std::size_t lda, T scale, T beta, T* g,
-                                              std::size_t ldg) {
+// Adds S^2 to `squares`, one accumulator per output vector: summed into one register per
+// block, the squares were a chain of dependent FMAs as long as the block's own work.
+template <class T, int Bytes, int J, int U, int SquaresU>
+DELTAPROP_ALWAYS_INLINE void gradient_block(std::size_t m, const T* d, std::size_t ldd,
+                                            const T* a, std::size_t lda, T scale, T beta, T* g,
+                                            std::size_t ldg,
+                                            Vector<T, Bytes> (&squares)[J][SquaresU]) {
     using V = Vector<T, Bytes>;
     constexpr std::size_t L = Bytes / sizeof(T);
     V acc[J][U];
@@ -266,16 +268,14 @@ DELTAPROP_ALWAYS_INLINE double gradient_block(std::size_t m, const T* d, std::si
             for (int u = 0; u < U; ++u) acc[j][u] += dij * av[u];
         }
     }
-    V squares{};
     DELTAPROP_UNROLL
     for (int j = 0; j < J; ++j)
         DELTAPROP_UNROLL
         for (int u = 0; u < U; ++u) {
-            squares += acc[j][u] * acc[j][u];
+            squares[j][u] += acc[j][u] * acc[j][u];
             T* out = g + j * ldg + u * L;
             store(out, updated<V, T>(load<V>(out), acc[j][u], scale, beta));
         }
-    return double(lane_sum<T, Bytes>(squares));
 }
 
 // The same for single columns past the last whole vector, over n_out rows.
@@ -300,16 +300,27 @@ template <class T, int Bytes, int J, int U>
 DELTAPROP_ALWAYS_INLINE double gradient_rows(std::size_t m, std::size_t n_in, const T* d,
                                              std::size_t ldd, const T* a, std::size_t lda,
                                              T scale, T beta, T* g, std::size_t ldg) {
+    using V = Vector<T, Bytes>;
     constexpr std::size_t L = Bytes / sizeof(T);
-    double squares = 0;
+    V squares[J][U];  // per lane: the squares of one row's columns, at most n_in / L terms
+    DELTAPROP_UNROLL
+    for (int j = 0; j < J; ++j)
+        DELTAPROP_UNROLL
+        for (int u = 0; u < U; ++u) squares[j][u] = V{};
     std::size_t c = 0;
     for (; c + U * L <= n_in; c += U * L)
-        squares += gradient_block<T, Bytes, J, U>(m, d, ldd, a + c, lda, scale, beta, g + c, ldg);
+        gradient_block<T, Bytes, J, U>(m, d, ldd, a + c, lda, scale, beta, g + c, ldg, squares);
     for (; c + L <= n_in; c += L)
-        squares += gradient_block<T, Bytes, J, 1>(m, d, ldd, a + c, lda, scale, beta, g + c, ldg);
+        gradient_block<T, Bytes, J, 1>(m, d, ldd, a + c, lda, scale, beta, g + c, ldg, squares);
+    double total = 0;
     for (; c < n_in; ++c)
-        squares += gradient_column<T>(m, J, d, ldd, a + c, lda, scale, beta, g + c, ldg);
-    return squares;
+        total += gradient_column<T>(m, J, d, ldd, a + c, lda, scale, beta, g + c, ldg);
+    V sum{};
+    DELTAPROP_UNROLL
+    for (int j = 0; j < J; ++j)
+        DELTAPROP_UNROLL
+        for (int u = 0; u < U; ++u) sum += squares[j][u];
+    return total + double(lane_sum<T, Bytes>(sum));
 }
 
 template <class T, int Bytes, int J, int U>
@@ -329,8 +340,9 @@ DELTAPROP_ALWAYS_INLINE double gradient(std::size_t m, std::size_t n_out, std::s
 }
 
 // The compiled instances. Register blocks: 32 vector registers with AVX-512 hold 4 x 4
-// forward accumulators (+ 4 rows of A + 1 of W) and 4 x 2 gradient ones; the 16 of AVX2 and
-// SSE2 hold 2 x 4 and 3 x 2.
+// forward accumulators (+ 4 W vectors + 1 of A) and 8 x 2 gradient ones (their 16 squares
+// accumulators are touched once a block; 8 x 2 ran P2-b32's step 8% faster than 4 x 2, the
+// same at batch 10); the 16 of AVX2 and SSE2 hold 2 x 4 and 3 x 2.
 #if defined(DELTAPROP_MICRO_X86)
 template <class T>
 DELTAPROP_KERNEL DELTAPROP_TARGET_AVX512 void forward_avx512(std::size_t m, std::size_t n, std::size_t k,
@@ -350,7 +362,7 @@ DELTAPROP_KERNEL DELTAPROP_TARGET_AVX512 double gradient_avx512(std::size_t m, s
                                                std::size_t n_in, const T* d, std::size_t ldd,
                                                const T* a, std::size_t lda, T scale, T beta,
                                                T* g, std::size_t ldg) {
-    return gradient<T, 64, 4, 2>(m, n_out, n_in, d, ldd, a, lda, scale, beta, g, ldg);
+    return gradient<T, 64, 8, 2>(m, n_out, n_in, d, ldd, a, lda, scale, beta, g, ldg);
 }
 template <class T>
 DELTAPROP_KERNEL DELTAPROP_TARGET_AVX2 double gradient_avx2(std::size_t m, std::size_t n_out, std::size_t n_in,
