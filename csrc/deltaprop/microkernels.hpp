@@ -302,6 +302,12 @@ DELTAPROP_ALWAYS_INLINE double gradient_rows(std::size_t m, std::size_t n_in, co
                                              T scale, T beta, T* g, std::size_t ldg) {
     using V = Vector<T, Bytes>;
     constexpr std::size_t L = Bytes / sizeof(T);
+    if (n_in < L) {  // narrower than one vector (a 2-16-1 network's first layer): columns only
+        double total = 0;
+        for (std::size_t c = 0; c < n_in; ++c)
+            total += gradient_column<T>(m, J, d, ldd, a + c, lda, scale, beta, g + c, ldg);
+        return total;
+    }
     V squares[J][U];  // per lane: the squares of one row's columns, at most n_in / L terms
     DELTAPROP_UNROLL
     for (int j = 0; j < J; ++j)
