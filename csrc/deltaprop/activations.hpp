@@ -44,10 +44,10 @@ void activate(Activation f, const MatrixView<const T>& Z, const MatrixView<T>& A
             if (a != z) std::copy(z, z + n, a);
             break;
         case Activation::sigmoid:  // vectorized, see vmath.hpp
-            vmath::sigmoid_array(z, a, n);
+            vmath::map_array<vmath::Function::sigmoid>(z, a, n);
             break;
         case Activation::tanh:
-            vmath::tanh_array(z, a, n);
+            vmath::map_array<vmath::Function::tanh>(z, a, n);
             break;
         case Activation::relu:
             for (std::size_t i = 0; i < n; ++i) a[i] = z[i] > T(0) ? z[i] : T(0);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <optional>
 #include <stdexcept>
 #include <type_traits>
 
@@ -51,20 +52,22 @@ void dense_delta(Activation f, const MatrixView<const T>& D_next, const MatrixVi
 // BP4, summed over the batch and scaled: G = scale * D^T A_prev + beta * G.
 //   G[j,k] = beta G[j,k] + scale sum_i D[i,j] A_prev[i,k]   (the outer products delta a^T)
 // With scale = 1/m, beta = 0 it is the gradient of the mean cost; with scale = -eta/m,
-// beta = 1 and G = W it is the SGD update applied in place.
+// beta = shrink and G = W it is the SGD update applied in place.
+// Returns sum_jk (D^T A_prev)[j,k]^2 (unscaled) when the small-batch kernel formed the
+// product, which sums the squares as it goes; the BLAS does not, and then nothing.
 template <class T>
-void dense_weight_gradient(const MatrixView<const T>& D, const MatrixView<const T>& A_prev, T scale,
-                           T beta, const MatrixView<T>& G) {
+std::optional<double> dense_weight_gradient(const MatrixView<const T>& D,
+                                            const MatrixView<const T>& A_prev, T scale, T beta,
+                                            const MatrixView<T>& G) {
     const std::size_t m = D.rows, n_out = D.cols, n_in = A_prev.cols;
     require_shape(A_prev, m, n_in, "A_prev");
     require_shape(G, n_out, n_in, "grad_W");
-    if (micro::takes(m)) {
-        micro::gradient_product<T>(m, n_out, n_in, D.data, n_out, A_prev.data, n_in, scale, beta,
-                                   G.data, n_in);
-        return;
-    }
+    if (micro::takes(m))
+        return micro::gradient_product<T>(m, n_out, n_in, D.data, n_out, A_prev.data, n_in, scale,
+                                          beta, G.data, n_in);
     blas::gemm<T>(true, false, n_out, n_in, m, scale, D.data, n_out, A_prev.data, n_in, beta,
                   G.data, n_in);
+    return std::nullopt;
 }
 
 // BP3, summed over the batch and scaled: g = scale * sum_i D[i, :].

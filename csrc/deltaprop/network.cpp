@@ -43,7 +43,7 @@ Network<T>::Network(std::vector<std::size_t> sizes, std::vector<Activation> acti
     deltas_.resize(n_layers());
     masks_.resize(n_layers());
     dropped_.resize(n_layers());
-    weight_gradient_squares_.assign(n_layers(), -1.0);
+    weight_gradient_squares_.assign(n_layers(), std::nullopt);
 }
 
 template <class T>
@@ -134,18 +134,10 @@ void Network<T>::backward(const MatrixView<const T>& X, const MatrixView<const T
         if (l > 0) delta_below(l);
         // BP3 (biases) and BP4 (weights), for the mean cost over the batch.
         dense_bias_gradient<T>(deltas(l), inverse_m, grad_biases(l));
-        if (micro::takes(rows_)) {  // the kernel sums the squares for the norm as it goes
-            const MatrixView<const T> D = deltas(l), A_prev = layer_input(X, l);
-            MatrixView<T> G = grad_weights(l);
-            const double squares = micro::gradient_product<T>(
-                rows_, G.rows, G.cols, D.data, D.cols, A_prev.data, A_prev.cols, inverse_m, T(0),
-                G.data, G.cols);
-            weight_gradient_squares_[l] = squares * double(inverse_m) * double(inverse_m);
-        } else {
-            dense_weight_gradient<T>(deltas(l), layer_input(X, l), inverse_m, T(0),
-                                     grad_weights(l));
-            weight_gradient_squares_[l] = -1.0;
-        }
+        const std::optional<double> squares = dense_weight_gradient<T>(
+            deltas(l), layer_input(X, l), inverse_m, T(0), grad_weights(l));
+        weight_gradient_squares_[l] = squares;
+        if (squares) *weight_gradient_squares_[l] *= double(inverse_m) * double(inverse_m);
     }
 }
 
@@ -166,14 +158,12 @@ void Network<T>::backward_sgd(const MatrixView<const T>& X, const MatrixView<con
         VectorView<T> b = biases(l), grad_b = grad_biases(l);
         dense_bias_gradient<T>(deltas(l), inverse_m, grad_b);
         for (std::size_t j = 0; j < b.size; ++j) b.data[j] -= learning_rate * grad_b.data[j];
-        // W <- shrink W - (eta / m) D^T A_prev, straight from the kernel's registers.
-        const MatrixView<const T> D = deltas(l), A_prev = layer_input(X, l);
-        MatrixView<T> W = weights(l);
-        const double squares = micro::gradient_product<T>(
-            rows_, W.rows, W.cols, D.data, D.cols, A_prev.data, A_prev.cols,
-            -learning_rate * inverse_m, shrink, W.data, W.cols);
-        if (grad_norms != nullptr) (*grad_norms)[l] += std::sqrt(squares) * double(inverse_m);
-        weight_gradient_squares_[l] = -1.0;  // gradients() was not written
+        // W <- shrink W - (eta / m) D^T A_prev, straight from the small-batch kernel's
+        // registers (the callers check micro::takes, so the squares come with it).
+        const std::optional<double> squares = dense_weight_gradient<T>(
+            deltas(l), layer_input(X, l), -learning_rate * inverse_m, shrink, weights(l));
+        if (grad_norms != nullptr) (*grad_norms)[l] += std::sqrt(*squares) * double(inverse_m);
+        weight_gradient_squares_[l] = std::nullopt;  // gradients() was not written
     }
 }
 
@@ -181,8 +171,8 @@ template <class T>
 void Network<T>::apply_update(T learning_rate, EpochResult& result) {
     for (std::size_t l = 0; l < n_layers(); ++l) {
         MatrixView<T> g = grad_weights(l);
-        const double known = weight_gradient_squares_[l];
-        result.grad_norms[l] += std::sqrt(known >= 0 ? known : sum_of_squares(g.data, g.size()));
+        const std::optional<double>& known = weight_gradient_squares_[l];
+        result.grad_norms[l] += std::sqrt(known ? *known : sum_of_squares(g.data, g.size()));
     }
     if (config_.clip_norm > 0) {  // torch.nn.utils.clip_grad_norm_ over every gradient
         const double squares = sum_of_squares(gradients_.data(), gradients_.size());

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "activations.hpp"
@@ -132,8 +133,8 @@ class Network {
     std::vector<std::size_t> offsets_;  // start of each layer's W in the flat buffers
     AlignedVector<T> parameters_;
     AlignedVector<T> gradients_;
-    // sum of squares of each layer's grad_W from the last backward (-1: not known yet).
-    std::vector<double> weight_gradient_squares_;
+    // sum of squares of each layer's grad_W from the last backward, when its kernel gave it.
+    std::vector<std::optional<double>> weight_gradient_squares_;
 
     std::size_t capacity_ = 0;  // rows the workspaces hold
     std::size_t rows_ = 0;      // rows of the current batch

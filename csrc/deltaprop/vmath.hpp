@@ -147,61 +147,44 @@ DELTAPROP_VMATH_INLINE T tanh(T z) {
     return z < T(0) ? -result : (z > T(0) ? result : z);
 }
 
+enum class Function { sigmoid, tanh };
+
 namespace detail {
 
-template <class T>
-DELTAPROP_VMATH_INLINE void sigmoid_loop(const T* z, T* a, std::size_t n) {
+template <Function F, class T>
+DELTAPROP_VMATH_INLINE void map_loop(const T* z, T* a, std::size_t n) {
 #pragma omp simd
-    for (std::size_t i = 0; i < n; ++i) a[i] = sigmoid(z[i]);
-}
-
-template <class T>
-DELTAPROP_VMATH_INLINE void tanh_loop(const T* z, T* a, std::size_t n) {
-#pragma omp simd
-    for (std::size_t i = 0; i < n; ++i) a[i] = tanh(z[i]);
+    for (std::size_t i = 0; i < n; ++i) {
+        if constexpr (F == Function::sigmoid)
+            a[i] = sigmoid(z[i]);
+        else
+            a[i] = tanh(z[i]);
+    }
 }
 
 #if defined(DELTAPROP_MICRO_X86)
-template <class T>
-DELTAPROP_KERNEL DELTAPROP_TARGET_AVX512 void sigmoid_avx512(const T* z, T* a, std::size_t n) {
-    sigmoid_loop(z, a, n);
+template <Function F, class T>
+DELTAPROP_KERNEL DELTAPROP_TARGET_AVX512 void map_avx512(const T* z, T* a, std::size_t n) {
+    map_loop<F>(z, a, n);
 }
-template <class T>
-DELTAPROP_KERNEL DELTAPROP_TARGET_AVX2 void sigmoid_avx2(const T* z, T* a, std::size_t n) {
-    sigmoid_loop(z, a, n);
-}
-template <class T>
-DELTAPROP_KERNEL DELTAPROP_TARGET_AVX512 void tanh_avx512(const T* z, T* a, std::size_t n) {
-    tanh_loop(z, a, n);
-}
-template <class T>
-DELTAPROP_KERNEL DELTAPROP_TARGET_AVX2 void tanh_avx2(const T* z, T* a, std::size_t n) {
-    tanh_loop(z, a, n);
+template <Function F, class T>
+DELTAPROP_KERNEL DELTAPROP_TARGET_AVX2 void map_avx2(const T* z, T* a, std::size_t n) {
+    map_loop<F>(z, a, n);
 }
 #endif
 
 }  // namespace detail
 
-// a[i] = sigmoid(z[i]) and a[i] = tanh(z[i]), i < n, with the widest instruction set
-// selected for the small-batch kernels (the baseline when those are off).
-template <class T>
-void sigmoid_array(const T* z, T* a, std::size_t n) {
+// a[i] = F(z[i]), i < n, with the widest instruction set selected for the small-batch
+// kernels (the baseline when those are off).
+template <Function F, class T>
+void map_array(const T* z, T* a, std::size_t n) {
 #if defined(DELTAPROP_MICRO_X86)
     const micro::Isa isa = micro::selected_isa.load(std::memory_order_relaxed);
-    if (isa == micro::Isa::avx512) return detail::sigmoid_avx512(z, a, n);
-    if (isa == micro::Isa::avx2) return detail::sigmoid_avx2(z, a, n);
+    if (isa == micro::Isa::avx512) return detail::map_avx512<F>(z, a, n);
+    if (isa == micro::Isa::avx2) return detail::map_avx2<F>(z, a, n);
 #endif
-    detail::sigmoid_loop(z, a, n);
-}
-
-template <class T>
-void tanh_array(const T* z, T* a, std::size_t n) {
-#if defined(DELTAPROP_MICRO_X86)
-    const micro::Isa isa = micro::selected_isa.load(std::memory_order_relaxed);
-    if (isa == micro::Isa::avx512) return detail::tanh_avx512(z, a, n);
-    if (isa == micro::Isa::avx2) return detail::tanh_avx2(z, a, n);
-#endif
-    detail::tanh_loop(z, a, n);
+    detail::map_loop<F>(z, a, n);
 }
 
 }  // namespace deltaprop::vmath

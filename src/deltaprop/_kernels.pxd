@@ -47,6 +47,7 @@ cdef extern from "deltaprop/dense.hpp" namespace "deltaprop" nogil:
     void dense_delta_d "deltaprop::dense_delta<double>"(
         Activation, MatrixView[double], MatrixView[double], MatrixView[double],
         MatrixView[double], MatrixView[double]) except +
+    # (returns the gradient's sum of squares when known, as std::optional: unused here)
     void dense_weight_gradient_f "deltaprop::dense_weight_gradient<float>"(
         MatrixView[float], MatrixView[float], float, float, MatrixView[float]) except +
     void dense_weight_gradient_d "deltaprop::dense_weight_gradient<double>"(
