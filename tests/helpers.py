@@ -17,8 +17,10 @@ TOLERANCES = {
 }
 
 
-def assert_same(actual, expected, dtype=None, scale=1.0):
-    """Shape, then dtype, then values within the dtype's tolerance (times ``scale``)."""
+def assert_same(actual, expected, dtype=None, scale=1.0, atol_scale=1.0):
+    """Shape, then dtype, then values within the dtype's tolerance (times ``scale``; the
+    absolute part also times ``atol_scale``, the size of the terms a result was summed from
+    where they can cancel: rounding is relative to them, not to the result)."""
     actual = np.asarray(actual)
     expected = np.asarray(expected)
     assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape}"
@@ -26,15 +28,15 @@ def assert_same(actual, expected, dtype=None, scale=1.0):
     assert actual.dtype == dtype, f"dtype {actual.dtype} != {dtype}"
     tol = TOLERANCES[dtype]
     np.testing.assert_allclose(
-        actual, expected, rtol=tol["rtol"] * scale, atol=tol["atol"] * scale
+        actual, expected, rtol=tol["rtol"] * scale, atol=tol["atol"] * scale * atol_scale
     )
 
 
-def assert_same_list(actual, expected, dtype=None, scale=1.0):
+def assert_same_list(actual, expected, dtype=None, scale=1.0, atol_scale=1.0):
     assert len(actual) == len(expected), f"{len(actual)} arrays != {len(expected)}"
     for index, (a, e) in enumerate(zip(actual, expected)):
         try:
-            assert_same(a, e, dtype, scale)
+            assert_same(a, e, dtype, scale, atol_scale)
         except AssertionError as exc:
             raise AssertionError(f"item {index}: {exc}") from None
 

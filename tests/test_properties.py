@@ -55,6 +55,23 @@ def cases(draw):
     return sizes, hidden, output, loss, dtype, seed, init, X, Y
 
 
+def term_size(ref, trace, m):
+    """The largest |term| summed in the step's products: |A_{l-1}| |W_l|^T + |b_l| (forward),
+    |D_{l+1}| |W_{l+1}| (BP2), |D_l|^T |A_{l-1}| / m (BP4), at least 1. With 'large' weights
+    and identity layers these reach hundreds while a result may cancel to ~0.02, and float32
+    rounding of the terms (~3e-5 at 500) then exceeds the table's fixed atol: the native
+    kernels and NumPy sum in different orders (seen: 1 draw in ~10 runs of 300)."""
+    size = 1.0
+    for l, (W, b) in enumerate(zip(ref.weights, ref.biases)):
+        A_prev = np.abs(trace.activations[l].astype(np.float64))
+        W = np.abs(W.astype(np.float64))
+        D = np.abs(trace.deltas[l].astype(np.float64))
+        size = max(size, float((A_prev @ W.T + np.abs(b)).max()), float((D.T @ A_prev).max()) / m)
+        if l > 0:
+            size = max(size, float((D @ W).max()))
+    return size
+
+
 @SETTINGS
 @given(cases())
 def test_native_agrees_with_reference(case):
@@ -65,20 +82,21 @@ def test_native_agrees_with_reference(case):
     assert_same_list(net.weights, ref.weights, dtype, scale=0)
     assert_same_list(net.biases, ref.biases, dtype, scale=0)
 
-    assert_same(net.predict(X), ref.predict(X), dtype)
     t, r = net.trace(X, Y), ref.trace(X, Y)
-    assert_same_list(t.zs, r.zs, dtype)
-    assert_same_list(t.activations, r.activations, dtype)
-    assert_same_list(t.deltas, r.deltas, dtype)
-    assert_same_list(t.grad_b, r.grad_b, dtype)
-    assert_same_list(t.grad_w, r.grad_w, dtype)
+    size = term_size(ref, r, len(X))
+    assert_same(net.predict(X), ref.predict(X), dtype, atol_scale=size)
+    assert_same_list(t.zs, r.zs, dtype, atol_scale=size)
+    assert_same_list(t.activations, r.activations, dtype, atol_scale=size)
+    assert_same_list(t.deltas, r.deltas, dtype, atol_scale=size)
+    assert_same_list(t.grad_b, r.grad_b, dtype, atol_scale=size)
+    assert_same_list(t.grad_w, r.grad_w, dtype, atol_scale=size)
     assert_same_scalar(t.loss, r.loss, dtype)
     assert_same_scalar(net.loss(X, Y), ref.loss(X, Y), dtype)
 
     net.step(X, Y, 0.1)
     ref.step(X, Y, 0.1)
-    assert_same_list(net.weights, ref.weights, dtype)
-    assert_same_list(net.biases, ref.biases, dtype)
+    assert_same_list(net.weights, ref.weights, dtype, atol_scale=size)
+    assert_same_list(net.biases, ref.biases, dtype, atol_scale=size)
 
 
 @st.composite
