@@ -496,3 +496,70 @@ def test_input_arrays_not_modified(net, data):
     net.fit(X, Y, epochs=1, batch_size=4)
     assert_same(X, X_copy, DTYPE, scale=0)
     assert_same(Y, Y_copy, DTYPE, scale=0)
+
+
+# --- fit: its first epoch checks the training rows as it reaches them -------------------------
+
+FIT_ROWS = 300
+MODELS = {"native": dp.Network, "reference": dp.reference.Network}
+
+
+def fit_refused(net, match, call):
+    """refused() for either model (the reference has no .layers)."""
+    weights, biases = snapshot(net)
+    with pytest.raises(ValueError, match=match):
+        call()
+    assert_same_list(net.weights, weights, DTYPE, scale=0)
+    assert_same_list(net.biases, biases, DTYPE, scale=0)
+
+
+def fit_data():
+    rng = np.random.default_rng(5)
+    return rng.uniform(-1, 1, (FIT_ROWS, SIZES[0])), rng.uniform(0, 1, (FIT_ROWS, SIZES[-1]))
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("batch_size", [7, 150], ids=["small-batch", "blas"])
+@pytest.mark.parametrize("where", ["X", "Y"])
+def test_fit_refusing_the_last_row_changes_nothing(product_path, model, optimizer, batch_size,
+                                                   where):
+    """NaN in the last row: the native epoch has taken every other step when it reaches it.
+    The refused call leaves the parameters and the optimizer state as they were: the next
+    fit goes on exactly as on a twin that never saw the bad call."""
+    X, Y = fit_data()
+    options = dict(batch_size=batch_size, learning_rate=0.1, optimizer=optimizer, shuffle=False)
+    net, twin = (MODELS[model](SIZES, seed=0) for _ in range(2))
+    for each in (net, twin):  # optimizer state to keep
+        each.fit(X, Y, epochs=1, **options)
+    bad_X, bad_Y = X.copy(), Y.copy()
+    (bad_X if where == "X" else bad_Y)[-1, 2] = np.nan
+    fit_refused(
+        net, rf"(?is)\b{where}\b.*NaN or Inf.*\({FIT_ROWS - 1}, 2\)",
+        lambda: net.fit(bad_X, bad_Y, epochs=3, **options),
+    )
+    for each in (net, twin):
+        each.fit(X, Y, epochs=2, **options)
+    assert_same_list(net.weights, twin.weights, DTYPE, scale=0)
+    assert_same_list(net.biases, twin.biases, DTYPE, scale=0)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_fit_names_a_shuffled_bad_row_by_its_index_in_x(model):
+    X, Y = fit_data()
+    X[123, 1] = np.inf
+    net = MODELS[model](SIZES, seed=0)
+    fit_refused(net, r"(?is)\bX\b.*NaN or Inf.*\(123, 1\)",
+            lambda: net.fit(X, Y, epochs=2, batch_size=10, shuffle=True, seed=4))
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("where", ["X", "Y"])
+def test_fit_checks_validation_rows_before_training(model, where):
+    """validation_fraction's rows are not in the training epochs: they are checked before
+    any step, and named by their index in the X and Y given."""
+    X, Y = fit_data()
+    (X if where == "X" else Y)[FIT_ROWS - 3, 0] = np.nan  # in the last 10%
+    net = MODELS[model](SIZES, seed=0)
+    fit_refused(net, rf"(?is)\b{where}\b.*NaN or Inf.*\({FIT_ROWS - 3}, 0\)",
+            lambda: net.fit(X, Y, epochs=2, batch_size=10, validation_fraction=0.1))

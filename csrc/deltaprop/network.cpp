@@ -8,6 +8,7 @@
 #include "dense.hpp"
 #include "dropout.hpp"
 #include "microkernels.hpp"
+#include "vmath.hpp"
 
 namespace deltaprop {
 
@@ -277,11 +278,32 @@ void Network<T>::configure_training(const TrainingConfig& config, bool reset_opt
     reserve(rows);
 }
 
+namespace {
+
+// The first NaN or Inf of a batch that holds one, as an index of the whole X (or Y):
+// `order` maps the batch's rows, starting at `start` of the epoch, back to the rows of X.
+template <class T>
+[[noreturn]] void refuse_non_finite(const MatrixView<const T>& batch, const char* name,
+                                    const std::int64_t* order, std::size_t start) {
+    for (std::size_t i = 0; i < batch.rows; ++i)
+        for (std::size_t c = 0; c < batch.cols; ++c)
+            if (!std::isfinite(batch.row(i)[c])) {
+                const std::size_t row =
+                    order != nullptr ? static_cast<std::size_t>(order[start + i]) : start + i;
+                throw std::invalid_argument(std::string(name) + " contains NaN or Inf (at index " +
+                                            shape_str(row, c) +
+                                            "); remove or impute those values first");
+            }
+    throw std::logic_error("refuse_non_finite: the batch is finite");
+}
+
+}  // namespace
+
 template <class T>
 EpochResult Network<T>::train_epoch(const MatrixView<const T>& X, const MatrixView<const T>& Y,
                                     const std::int64_t* order, std::size_t batch_size,
                                     T learning_rate, std::uint64_t first_step,
-                                    const std::function<bool()>& should_stop) {
+                                    const std::function<bool()>& should_stop, bool check_finite) {
     check_batch(X, &Y);
     if (batch_size == 0) throw std::invalid_argument("batch_size must be positive; got 0");
     if (!optimizer_ready_) configure_training(TrainingConfig{{}, 0, 0, 0,
@@ -299,6 +321,13 @@ EpochResult Network<T>::train_epoch(const MatrixView<const T>& X, const MatrixVi
     if (order != nullptr && batch_x_.size() < batch_rows * n_in) {
         batch_x_.resize(batch_rows * n_in);
         batch_y_.resize(batch_rows * n_out);
+    }
+    // What a refused batch puts back (a copy per checked epoch: fit checks only its first).
+    AlignedVector<T> saved_parameters;
+    Optimizer<T> saved_optimizer;
+    if (check_finite) {
+        saved_parameters = parameters_;
+        saved_optimizer = optimizer_;
     }
     EpochResult result;
     result.grad_norms.assign(n_layers(), 0.0);
@@ -323,6 +352,14 @@ EpochResult Network<T>::train_epoch(const MatrixView<const T>& X, const MatrixVi
             yb = MatrixView<const T>(batch_y_.data(), m, n_out);
         }
         try {
+            if (check_finite && !(vmath::all_finite(xb.data, xb.size()) &&
+                                  vmath::all_finite(yb.data, yb.size()))) {
+                // In place: Python holds views of parameters_.
+                std::copy(saved_parameters.begin(), saved_parameters.end(), parameters_.begin());
+                optimizer_ = std::move(saved_optimizer);
+                if (!vmath::all_finite(xb.data, xb.size())) refuse_non_finite(xb, "X", order, start);
+                refuse_non_finite(yb, "Y", order, start);
+            }
             forward_train(xb, first_step + result.steps);
             total_cost += forward_loss(yb);
             result.correct += count_correct<T>(activations(L), yb);

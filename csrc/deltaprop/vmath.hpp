@@ -173,10 +173,33 @@ DELTAPROP_KERNEL DELTAPROP_TARGET_AVX2 void map_avx2(const T* z, T* a, std::size
 }
 #endif
 
+// x * 0 is (+-)0 for every finite x and NaN for NaN and +-Inf, so the sum of those products
+// is 0 exactly when all of x is finite; it cannot overflow, and needs no branch per element.
+template <class T>
+DELTAPROP_VMATH_INLINE bool finite_loop(const T* x, std::size_t n) {
+    T probe = 0;
+#pragma omp simd reduction(+ : probe)
+    for (std::size_t i = 0; i < n; ++i) probe += x[i] * T(0);
+    return probe == T(0);
+}
+
+#if defined(DELTAPROP_MICRO_X86)
+template <class T>
+DELTAPROP_KERNEL DELTAPROP_TARGET_AVX512 bool finite_avx512(const T* x, std::size_t n) {
+    return finite_loop(x, n);
+}
+template <class T>
+DELTAPROP_KERNEL DELTAPROP_TARGET_AVX2 bool finite_avx2(const T* x, std::size_t n) {
+    return finite_loop(x, n);
+}
+#endif
+
 }  // namespace detail
 
-// a[i] = F(z[i]), i < n, with the widest instruction set selected for the small-batch
-// kernels (the baseline when those are off).
+// Both below use the widest instruction set selected for the small-batch kernels (the
+// baseline when those are off).
+
+// a[i] = F(z[i]), i < n.
 template <Function F, class T>
 void map_array(const T* z, T* a, std::size_t n) {
 #if defined(DELTAPROP_MICRO_X86)
@@ -185,6 +208,17 @@ void map_array(const T* z, T* a, std::size_t n) {
     if (isa == micro::Isa::avx2) return detail::map_avx2<F>(z, a, n);
 #endif
     detail::map_loop<F>(z, a, n);
+}
+
+// Whether x[0..n) holds no NaN and no Inf.
+template <class T>
+bool all_finite(const T* x, std::size_t n) {
+#if defined(DELTAPROP_MICRO_X86)
+    const micro::Isa isa = micro::selected_isa.load(std::memory_order_relaxed);
+    if (isa == micro::Isa::avx512) return detail::finite_avx512(x, n);
+    if (isa == micro::Isa::avx2) return detail::finite_avx2(x, n);
+#endif
+    return detail::finite_loop(x, n);
 }
 
 }  // namespace deltaprop::vmath

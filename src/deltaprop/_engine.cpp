@@ -179,7 +179,8 @@ void bind_engine(py::module_& m, const char* name) {
            "Settings of the following train_epoch calls (see TrainingConfig in network.hpp).")
         .def("train_epoch", [](E& e, const CArray<T>& X, const CArray<T>& Y,
                                std::optional<py::array_t<std::int64_t, py::array::c_style>> order,
-                               std::size_t batch_size, T learning_rate, std::uint64_t first_step) {
+                               std::size_t batch_size, T learning_rate, std::uint64_t first_step,
+                               bool check_finite) {
             auto x = matrix_arg<T>(X, "X"), y = matrix_arg<T>(Y, "Y");
             const std::int64_t* order_data = nullptr;
             if (order) {
@@ -192,15 +193,18 @@ void bind_engine(py::module_& m, const char* name) {
                 py::gil_scoped_release release;
                 std::lock_guard<std::mutex> guard(e.lock);
                 result = e.network.train_epoch(x, y, order_data, batch_size, learning_rate,
-                                               first_step, signal_check());
+                                               first_step, signal_check(), check_finite);
             }
             // Ctrl-C arrived: the steps so far are complete; raise KeyboardInterrupt now.
             if (result.interrupted) throw py::error_already_set();
             return py::make_tuple(result.mean_loss, result.correct, result.grad_norms);
         }, py::arg("X").noconvert(), py::arg("Y").noconvert(), py::arg("order").noconvert(),
            py::arg("batch_size"), py::arg("learning_rate"), py::arg("first_step") = 0,
+           py::arg("check_finite") = false,
            "One epoch of mini-batch training in the given row order; returns "
-           "(mean loss, correct, per-layer mean weight-gradient norms).");
+           "(mean loss, correct, per-layer mean weight-gradient norms). check_finite: refuse "
+           "NaN/Inf in X and Y batch by batch (ValueError), leaving the parameters and the "
+           "optimizer state as they were before the epoch.");
 }
 
 // SciPy's cython_blas exports its routines as capsules holding function pointers.

@@ -13,6 +13,7 @@ from ._results import History
 from ._validation import (
     as_input,
     as_targets,
+    check_finite_array,
     check_finite_scalar,
     check_positive_int,
 )
@@ -57,10 +58,14 @@ def _dropout_rates(dropout, n_hidden):
 
 
 def _split(model, X, Y, validation_data, validation_fraction):
-    """(X_train, Y_train, X_val, y_val); y_val keeps the user's form (labels or matrix)."""
+    """(X_train, Y_train, X_val, y_val); y_val keeps the user's form (labels or matrix).
+
+    The training rows are not checked for NaN/Inf here: the first epoch does that (see
+    fit); the validation rows are, before any step.
+    """
     if validation_data is not None and validation_fraction is not None:
         raise ValueError("pass validation_data or validation_fraction, not both")
-    X = as_input(X, model.sizes[0], model.dtype)
+    X = as_input(X, model.sizes[0], model.dtype, check_finite=False)
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise TypeError("validation_data must be a pair (X_val, y_val)")
@@ -82,6 +87,9 @@ def _split(model, X, Y, validation_data, validation_fraction):
     if Y.shape[:1] != X.shape[:1]:
         as_targets(Y, X.shape[0], model.sizes[-1], model.dtype)  # raises the shape error
     cut = X.shape[0] - n_val
+    check_finite_array(X[cut:], "X", first_row=cut)
+    targets_val = as_targets(Y[cut:], n_val, model.sizes[-1], model.dtype, check_finite=False)
+    check_finite_array(targets_val, "Y", first_row=cut)
     return X[:cut], Y[:cut], X[cut:], Y[cut:]
 
 
@@ -156,7 +164,7 @@ def fit(model, X, Y, epochs=30, batch_size=10, learning_rate=3.0, *, optimizer="
         raise ValueError("early_stopping needs validation_data or validation_fraction")
     classification = model._is_classification(Y)
     val_classification = y_val is not None and model._is_classification(y_val)
-    Y = as_targets(Y, X.shape[0], model.sizes[-1], model.dtype)
+    Y = as_targets(Y, X.shape[0], model.sizes[-1], model.dtype, check_finite=False)
     n_train = X.shape[0]
 
     rng = np.random.default_rng(seed)
@@ -182,8 +190,10 @@ def fit(model, X, Y, epochs=30, batch_size=10, learning_rate=3.0, *, optimizer="
             eta = schedule.rate(learning_rate, epoch, epochs, n_train)
             order = rng.permutation(n_train) if shuffle else None
             started = time.perf_counter()
+            # The first epoch sees every row, and checks X and Y for NaN/Inf as it goes: a
+            # refused value leaves the model as it was before it (the models guarantee it).
             mean_loss, correct, grad_norms = model._train_epoch(
-                X, Y, order, batch_size, eta, epoch * steps_per_epoch
+                X, Y, order, batch_size, eta, epoch * steps_per_epoch, epoch == 0
             )
             seconds = time.perf_counter() - started
             if not math.isfinite(mean_loss):

@@ -227,8 +227,11 @@ class Network:
         # Only once the engine took the settings does it hold this optimizer's state.
         self._optimizer = settings.optimizer
 
-    def _train_epoch(self, X, Y, order, batch_size, learning_rate, first_step):
-        return self._engine.train_epoch(X, Y, order, batch_size, learning_rate, first_step)
+    def _train_epoch(self, X, Y, order, batch_size, learning_rate, first_step, check_finite=False):
+        # The engine checks each batch as it reaches it (one pass over X fewer than checking
+        # first) and puts parameters and optimizer state back if it refuses one.
+        return self._engine.train_epoch(X, Y, order, batch_size, learning_rate, first_step,
+                                        check_finite)
 
     def _snapshot(self):
         return self._engine.parameters().copy()

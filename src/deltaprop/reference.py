@@ -29,6 +29,7 @@ from ._validation import (
     as_parameter_list,
     as_targets,
     check_activation,
+    check_finite_array,
     check_finite_scalar,
     check_loss,
     check_loss_pairing,
@@ -464,12 +465,16 @@ class Network:
     def _restore(self, snapshot):
         _copy_into(self._weights + self._biases, snapshot)
 
-    def _train_epoch(self, X, Y, order, batch_size, learning_rate, first_step):
+    def _train_epoch(self, X, Y, order, batch_size, learning_rate, first_step, check_finite=False):
         """One epoch over the rows of X in ``order`` (None: as given), in mini-batches.
 
         Returns (mean loss, number of correct rows, per layer the mean over the epoch's
         steps of ||g_W_l||_F); loss and correct rows are measured before each step.
+        check_finite: refuse NaN/Inf in X or Y (ValueError) before the first step.
         """
+        if check_finite:
+            check_finite_array(X, "X")
+            check_finite_array(Y, "Y")
         n = X.shape[0]
         order = np.arange(n) if order is None else order
         total_loss, correct, norm_sums = 0.0, 0, np.zeros(self.n_layers)
