@@ -54,17 +54,19 @@ void dense_delta(Activation f, const MatrixView<const T>& D_next, const MatrixVi
 // With scale = 1/m, beta = 0 it is the gradient of the mean cost; with scale = -eta/m,
 // beta = shrink and G = W it is the SGD update applied in place.
 // Returns sum_jk (D^T A_prev)[j,k]^2 (unscaled) when the small-batch kernel formed the
-// product, which sums the squares as it goes; the BLAS does not, and then nothing.
+// product, which sums the squares as it goes; the BLAS does not, and then nothing. That
+// kernel also issues `prefetch`'s lines as it goes.
 template <class T>
 std::optional<double> dense_weight_gradient(const MatrixView<const T>& D,
                                             const MatrixView<const T>& A_prev, T scale, T beta,
-                                            const MatrixView<T>& G) {
+                                            const MatrixView<T>& G,
+                                            micro::RowPrefetch* prefetch = nullptr) {
     const std::size_t m = D.rows, n_out = D.cols, n_in = A_prev.cols;
     require_shape(A_prev, m, n_in, "A_prev");
     require_shape(G, n_out, n_in, "grad_W");
     if (micro::takes(m))
         return micro::gradient_product<T>(m, n_out, n_in, D.data, n_out, A_prev.data, n_in, scale,
-                                          beta, G.data, n_in);
+                                          beta, G.data, n_in, prefetch);
     blas::gemm<T>(true, false, n_out, n_in, m, scale, D.data, n_out, A_prev.data, n_in, beta,
                   G.data, n_in);
     return std::nullopt;

@@ -126,7 +126,8 @@ void Network<T>::delta_below(std::size_t layer) {
 }
 
 template <class T>
-void Network<T>::backward(const MatrixView<const T>& X, const MatrixView<const T>& Y) {
+void Network<T>::backward(const MatrixView<const T>& X, const MatrixView<const T>& Y,
+                          micro::RowPrefetch* next_batch) {
     const std::size_t L = n_layers() - 1;
     const T inverse_m = T(1) / T(rows_);
     // BP1: the output error.
@@ -136,7 +137,8 @@ void Network<T>::backward(const MatrixView<const T>& X, const MatrixView<const T
         // BP3 (biases) and BP4 (weights), for the mean cost over the batch.
         dense_bias_gradient<T>(deltas(l), inverse_m, grad_biases(l));
         const std::optional<double> squares = dense_weight_gradient<T>(
-            deltas(l), layer_input(X, l), inverse_m, T(0), grad_weights(l));
+            deltas(l), layer_input(X, l), inverse_m, T(0), grad_weights(l),
+            l == 0 ? next_batch : nullptr);
         weight_gradient_squares_[l] = squares;
         if (squares) *weight_gradient_squares_[l] *= double(inverse_m) * double(inverse_m);
     }
@@ -150,7 +152,8 @@ bool Network<T>::fused_sgd_applies() const {
 
 template <class T>
 void Network<T>::backward_sgd(const MatrixView<const T>& X, const MatrixView<const T>& Y,
-                              T learning_rate, T shrink, std::vector<double>* grad_norms) {
+                              T learning_rate, T shrink, std::vector<double>* grad_norms,
+                              micro::RowPrefetch* next_batch) {
     const std::size_t L = n_layers() - 1;
     const T inverse_m = T(1) / T(rows_);
     output_error<T>(activations_[L], loss_, zs(L), activations(L), Y, deltas(L));
@@ -162,7 +165,8 @@ void Network<T>::backward_sgd(const MatrixView<const T>& X, const MatrixView<con
         // W <- shrink W - (eta / m) D^T A_prev, straight from the small-batch kernel's
         // registers (the callers check micro::takes, so the squares come with it).
         const std::optional<double> squares = dense_weight_gradient<T>(
-            deltas(l), layer_input(X, l), -learning_rate * inverse_m, shrink, weights(l));
+            deltas(l), layer_input(X, l), -learning_rate * inverse_m, shrink, weights(l),
+            l == 0 ? next_batch : nullptr);
         if (grad_norms != nullptr) (*grad_norms)[l] += std::sqrt(*squares) * double(inverse_m);
         weight_gradient_squares_[l] = std::nullopt;  // gradients() was not written
     }
@@ -360,16 +364,25 @@ EpochResult Network<T>::train_epoch(const MatrixView<const T>& X, const MatrixVi
                 if (!vmath::all_finite(xb.data, xb.size())) refuse_non_finite(xb, "X", order, start);
                 refuse_non_finite(yb, "Y", order, start);
             }
+            // The next batch's rows of X, brought in while this step computes.
+            const std::size_t next_start = start + m;
+            micro::RowPrefetch next_batch;
+            if (next_start < n)
+                next_batch = order != nullptr
+                    ? micro::RowPrefetch(X.data, n_in * sizeof(T), order + next_start,
+                                         std::min(batch_size, n - next_start))
+                    : micro::RowPrefetch(X.row(next_start), n_in * sizeof(T), nullptr,
+                                         std::min(batch_size, n - next_start));
             forward_train(xb, first_step + result.steps);
             total_cost += forward_loss(yb);
             result.correct += count_correct<T>(activations(L), yb);
             if (fused_sgd_applies()) {
                 // Nielsen's L2: w <- w - eta (g + (lambda/n) w) = (1 - eta lambda/n) w - eta g.
                 const T shrink = T(1) - learning_rate * T(config_.l2 / double(config_.n_train));
-                backward_sgd(xb, yb, learning_rate, shrink, &result.grad_norms);
+                backward_sgd(xb, yb, learning_rate, shrink, &result.grad_norms, &next_batch);
                 optimizer_.count_step();
             } else {
-                backward(xb, yb);
+                backward(xb, yb, &next_batch);
                 apply_update(learning_rate, result);
             }
         } catch (...) {

@@ -11,6 +11,7 @@
 #include "activations.hpp"
 #include "aligned.hpp"
 #include "losses.hpp"
+#include "microkernels.hpp"
 #include "optimizers.hpp"
 #include "view.hpp"
 
@@ -115,15 +116,18 @@ class Network {
     MatrixView<const T> layer_input(const MatrixView<const T>& X, std::size_t layer);
     // BP2: the delta of layer `layer - 1` from that of `layer` (times its dropout mask).
     void delta_below(std::size_t layer);
-    // BP1..BP4 over the current batch into gradients().
-    void backward(const MatrixView<const T>& X, const MatrixView<const T>& Y);
+    // BP1..BP4 over the current batch into gradients(). next_batch: the rows to prefetch
+    // for the next step, during the first layer's weight-gradient product (its last).
+    void backward(const MatrixView<const T>& X, const MatrixView<const T>& Y,
+                  micro::RowPrefetch* next_batch = nullptr);
     // The same, but each layer's plain SGD step, W <- shrink W - eta grad_W and
     // b <- b - eta grad_b, is applied as its gradient is formed, in the small-batch kernel's
     // epilogue: the weight gradient never goes through memory (gradients() is not written).
     // Adds each layer's ||grad_W|| to grad_norms if given. For train_epoch when
     // fused_sgd_applies(), and for sgd_step on small batches.
     void backward_sgd(const MatrixView<const T>& X, const MatrixView<const T>& Y,
-                      T learning_rate, T shrink, std::vector<double>* grad_norms);
+                      T learning_rate, T shrink, std::vector<double>* grad_norms,
+                      micro::RowPrefetch* next_batch = nullptr);
     bool fused_sgd_applies() const;
     // Clipping, regularization, decay and the optimizer's update, after backward.
     void apply_update(T learning_rate, EpochResult& result);
