@@ -54,6 +54,9 @@ inline const char* isa_name(Isa isa) {
 #define DELTAPROP_KERNEL __attribute__((noipa))
 #endif
 #define DELTAPROP_ALWAYS_INLINE __attribute__((always_inline)) inline
+// The same for the lambdas that with_remainder calls: left out of line, one would be compiled
+// without the kernel's target("...") and run its wide vectors in baseline instructions.
+#define DELTAPROP_INLINE_LAMBDA __attribute__((always_inline))
 // Loops over a block's compile-time size, unrolled whole so its accumulators stay in registers.
 #define DELTAPROP_UNROLL _Pragma("GCC unroll 16")
 #endif
@@ -271,7 +274,7 @@ DELTAPROP_ALWAYS_INLINE void forward_columns(std::size_t m, std::size_t k, const
     std::size_t i = 0;
     for (; i + R <= m; i += R)
         forward_block<T, Bytes, R, C>(k, a + i * lda, lda, w, ldw, bias, z + i * ldz, ldz);
-    with_remainder<R>(m - i, [&](auto rows) {
+    with_remainder<R>(m - i, [&](auto rows) DELTAPROP_INLINE_LAMBDA {
         forward_block<T, Bytes, decltype(rows)::value, C>(k, a + i * lda, lda, w, ldw, bias,
                                                           z + i * ldz, ldz);
     });
@@ -284,30 +287,37 @@ DELTAPROP_ALWAYS_INLINE void forward(std::size_t m, std::size_t n, std::size_t k
     std::size_t j = 0;
     for (; j + C <= n; j += C)
         forward_columns<T, Bytes, R, C>(m, k, a, lda, w + j * ldw, ldw, bias + j, z + j, ldz);
-    with_remainder<C>(n - j, [&](auto columns) {
+    with_remainder<C>(n - j, [&](auto columns) DELTAPROP_INLINE_LAMBDA {
         forward_columns<T, Bytes, R, decltype(columns)::value>(m, k, a, lda, w + j * ldw, ldw,
                                                                bias + j, z + j, ldz);
     });
 }
 
-// The gradient's write-back: beta G + scale S. beta = 0 ignores what G held (NaN included,
-// as the BLAS does); beta = 1, the plain SGD step, needs no multiply.
-template <class V, class T>
+// The gradient's write-back, beta G + scale S, for beta known when the kernel is compiled:
+// beta = 0 ignores what G held (NaN included, as the BLAS does); beta = 1, the plain SGD
+// step, is one fused multiply-add. (Tested at run time inside the block, the three cases
+// kept GCC from fusing anything in the write-back, a third of the block's arithmetic.)
+enum class Beta { zero, one, any };
+
+template <Beta B, class V, class T>
 DELTAPROP_ALWAYS_INLINE V updated(const V& old, const V& sum, T scale, T beta) {
-    if (beta == T(0)) return scale * sum;
-    if (beta == T(1)) return old + scale * sum;
-    return beta * old + scale * sum;
+    if constexpr (B == Beta::zero) return scale * sum;
+    else if constexpr (B == Beta::one) return old + scale * sum;
+    else return beta * old + scale * sum;
 }
 
+// Accumulators for the squares of S, per lane, shared by a row of blocks: with one the
+// squares were a chain of dependent FMAs as long as the block's own work; one per output
+// vector did not fit in the registers beside the block.
+constexpr int squares_accumulators = 4;
+
 // Gradient, one block of J rows x U vectors of columns: S[j,c] = sum_i D[i,j] A[i,c], then
-// G[j,c] = beta G[j,c] + scale S[j,c] (beta == 0 ignores what G held, as the BLAS does).
-// Adds S^2 to `squares`, one accumulator per output vector: summed into one register per
-// block, the squares were a chain of dependent FMAs as long as the block's own work.
-template <class T, int Bytes, int J, int U, int SquaresU>
+// G[j,c] = beta G[j,c] + scale S[j,c], and S^2 added to `squares`.
+template <Beta B, class T, int Bytes, int J, int U>
 DELTAPROP_ALWAYS_INLINE void gradient_block(std::size_t m, const T* d, std::size_t ldd,
                                             const T* a, std::size_t lda, T scale, T beta, T* g,
                                             std::size_t ldg,
-                                            Vector<T, Bytes> (&squares)[J][SquaresU],
+                                            Vector<T, Bytes> (&squares)[squares_accumulators],
                                             RowPrefetch* prefetch, std::size_t prefetch_lines) {
     using V = Vector<T, Bytes>;
     constexpr std::size_t L = Bytes / sizeof(T);
@@ -332,14 +342,15 @@ DELTAPROP_ALWAYS_INLINE void gradient_block(std::size_t m, const T* d, std::size
     for (int j = 0; j < J; ++j)
         DELTAPROP_UNROLL
         for (int u = 0; u < U; ++u) {
-            squares[j][u] += acc[j][u] * acc[j][u];
+            squares[(j * U + u) % squares_accumulators] += acc[j][u] * acc[j][u];
             T* out = g + j * ldg + u * L;
-            store(out, updated<V, T>(load<V>(out), acc[j][u], scale, beta));
+            store(out, updated<B, V, T>(B == Beta::zero ? V{} : load<V>(out), acc[j][u], scale,
+                                        beta));
         }
 }
 
 // The same for single columns past the last whole vector, over n_out rows.
-template <class T>
+template <Beta B, class T>
 DELTAPROP_ALWAYS_INLINE double gradient_column(std::size_t m, std::size_t n_out, const T* d,
                                                std::size_t ldd, const T* a, std::size_t lda,
                                                T scale, T beta, T* g, std::size_t ldg) {
@@ -348,7 +359,7 @@ DELTAPROP_ALWAYS_INLINE double gradient_column(std::size_t m, std::size_t n_out,
         T sum = 0;
         for (std::size_t i = 0; i < m; ++i) sum += d[i * ldd + j] * a[i * lda];
         squares += double(sum) * double(sum);
-        g[j * ldg] = updated<T, T>(g[j * ldg], sum, scale, beta);
+        g[j * ldg] = updated<B, T, T>(g[j * ldg], sum, scale, beta);
     }
     return squares;
 }
@@ -356,7 +367,7 @@ DELTAPROP_ALWAYS_INLINE double gradient_column(std::size_t m, std::size_t n_out,
 // Gradient over all columns for J rows of G: G's rows are written front to back, streams
 // the hardware prefetcher follows (going down the columns of G instead ran 1.4x slower on
 // P2's 100 x 784 gradient), while A (m x n_in) is read again from cache for each block.
-template <class T, int Bytes, int J, int U>
+template <Beta B, class T, int Bytes, int J, int U>
 DELTAPROP_ALWAYS_INLINE double gradient_rows(std::size_t m, std::size_t n_in, const T* d,
                                              std::size_t ldd, const T* a, std::size_t lda,
                                              T scale, T beta, T* g, std::size_t ldg,
@@ -366,37 +377,33 @@ DELTAPROP_ALWAYS_INLINE double gradient_rows(std::size_t m, std::size_t n_in, co
     if (n_in < L) {  // narrower than one vector (a 2-16-1 network's first layer): columns only
         double total = 0;
         for (std::size_t c = 0; c < n_in; ++c)
-            total += gradient_column<T>(m, J, d, ldd, a + c, lda, scale, beta, g + c, ldg);
+            total += gradient_column<B, T>(m, J, d, ldd, a + c, lda, scale, beta, g + c, ldg);
         return total;
     }
-    V squares[J][U];  // per lane: the squares of one row's columns, at most n_in / L terms
+    V squares[squares_accumulators];
     DELTAPROP_UNROLL
-    for (int j = 0; j < J; ++j)
-        DELTAPROP_UNROLL
-        for (int u = 0; u < U; ++u) squares[j][u] = V{};
+    for (int s = 0; s < squares_accumulators; ++s) squares[s] = V{};
     std::size_t c = 0;
     for (; c + U * L <= n_in; c += U * L)
-        gradient_block<T, Bytes, J, U>(m, d, ldd, a + c, lda, scale, beta, g + c, ldg, squares,
-                                       prefetch, prefetch_lines);
+        gradient_block<B, T, Bytes, J, U>(m, d, ldd, a + c, lda, scale, beta, g + c, ldg, squares,
+                                          prefetch, prefetch_lines);
     for (; c + L <= n_in; c += L)
-        gradient_block<T, Bytes, J, 1>(m, d, ldd, a + c, lda, scale, beta, g + c, ldg, squares,
-                                       prefetch, prefetch_lines);
+        gradient_block<B, T, Bytes, J, 1>(m, d, ldd, a + c, lda, scale, beta, g + c, ldg, squares,
+                                          prefetch, prefetch_lines);
     double total = 0;
     for (; c < n_in; ++c)
-        total += gradient_column<T>(m, J, d, ldd, a + c, lda, scale, beta, g + c, ldg);
+        total += gradient_column<B, T>(m, J, d, ldd, a + c, lda, scale, beta, g + c, ldg);
     V sum{};
     DELTAPROP_UNROLL
-    for (int j = 0; j < J; ++j)
-        DELTAPROP_UNROLL
-        for (int u = 0; u < U; ++u) sum += squares[j][u];
+    for (int s = 0; s < squares_accumulators; ++s) sum += squares[s];
     return total + double(lane_sum<T, Bytes>(sum));
 }
 
-template <class T, int Bytes, int J, int U>
-DELTAPROP_ALWAYS_INLINE double gradient(std::size_t m, std::size_t n_out, std::size_t n_in,
-                                        const T* d, std::size_t ldd, const T* a, std::size_t lda,
-                                        T scale, T beta, T* g, std::size_t ldg,
-                                        RowPrefetch* prefetch) {
+template <Beta B, class T, int Bytes, int J, int U>
+DELTAPROP_ALWAYS_INLINE double gradient_for(std::size_t m, std::size_t n_out, std::size_t n_in,
+                                            const T* d, std::size_t ldd, const T* a,
+                                            std::size_t lda, T scale, T beta, T* g,
+                                            std::size_t ldg, RowPrefetch* prefetch) {
     constexpr std::size_t L = Bytes / sizeof(T);
     // The prefetches, spread evenly over the register blocks.
     const std::size_t blocks = (n_out + J - 1) / J * (n_in / (U * L) + n_in % (U * L) / L);
@@ -405,19 +412,34 @@ DELTAPROP_ALWAYS_INLINE double gradient(std::size_t m, std::size_t n_out, std::s
     double squares = 0;
     std::size_t j = 0;
     for (; j + J <= n_out; j += J)
-        squares += gradient_rows<T, Bytes, J, U>(m, n_in, d + j, ldd, a, lda, scale, beta,
-                                                 g + j * ldg, ldg, prefetch, prefetch_lines);
-    with_remainder<J>(n_out - j, [&](auto rows) {
-        squares += gradient_rows<T, Bytes, decltype(rows)::value, U>(
+        squares += gradient_rows<B, T, Bytes, J, U>(m, n_in, d + j, ldd, a, lda, scale, beta,
+                                                    g + j * ldg, ldg, prefetch, prefetch_lines);
+    with_remainder<J>(n_out - j, [&](auto rows) DELTAPROP_INLINE_LAMBDA {
+        squares += gradient_rows<B, T, Bytes, decltype(rows)::value, U>(
             m, n_in, d + j, ldd, a, lda, scale, beta, g + j * ldg, ldg, prefetch, prefetch_lines);
     });
     return squares;
 }
 
+template <class T, int Bytes, int J, int U>
+DELTAPROP_ALWAYS_INLINE double gradient(std::size_t m, std::size_t n_out, std::size_t n_in,
+                                        const T* d, std::size_t ldd, const T* a, std::size_t lda,
+                                        T scale, T beta, T* g, std::size_t ldg,
+                                        RowPrefetch* prefetch) {
+    if (beta == T(0))
+        return gradient_for<Beta::zero, T, Bytes, J, U>(m, n_out, n_in, d, ldd, a, lda, scale,
+                                                        beta, g, ldg, prefetch);
+    if (beta == T(1))
+        return gradient_for<Beta::one, T, Bytes, J, U>(m, n_out, n_in, d, ldd, a, lda, scale,
+                                                       beta, g, ldg, prefetch);
+    return gradient_for<Beta::any, T, Bytes, J, U>(m, n_out, n_in, d, ldd, a, lda, scale, beta,
+                                                   g, ldg, prefetch);
+}
+
 // The compiled instances. Register blocks: 32 vector registers with AVX-512 hold 4 x 4
-// forward accumulators (+ 4 W vectors + 1 of A) and 8 x 2 gradient ones (their 16 squares
-// accumulators are touched once a block; 8 x 2 ran P2-b32's step 8% faster than 4 x 2, the
-// same at batch 10); the 16 of AVX2 and SSE2 hold 2 x 4 and 3 x 2.
+// forward accumulators (+ 4 W vectors + 1 of A) and 8 x 2 gradient ones (+ 4 squares, 2 of
+// A and a broadcast of D; 8 x 2 ran P2-b32's step 8% faster than 4 x 2, the same at batch
+// 10); the 16 of AVX2 and SSE2 hold 2 x 4 and 3 x 2.
 #if defined(DELTAPROP_MICRO_X86)
 template <class T>
 DELTAPROP_KERNEL DELTAPROP_TARGET_AVX512 void forward_avx512(std::size_t m, std::size_t n, std::size_t k,
