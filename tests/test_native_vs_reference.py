@@ -27,8 +27,9 @@ from helpers import (
 
 PAIRING_SIZES = [5, 7, 6, 3]  # two hidden layers: BP2 is applied twice
 # 70 and 33 inputs: whole vectors of every width (4, 8, 16 lanes) and a ragged rest. Batches
-# up to 128 rows go through the small-batch kernels (with AVX-512 in forward blocks of 4 rows,
-# 7 = 4 + 3 and 128, or of 5 rows, 10 = 5 + 5 and 33 = 6 x 5 + 3), larger ones through the BLAS.
+# up to 128 rows go through the small-batch kernels (with AVX-512, float32 forward blocks of 4
+# rows, 7 = 4 + 3 and 128, or of 5, 10 = 5 + 5 and 33 = 6 x 5 + 3; float64 always of 5),
+# larger ones through the BLAS.
 SWEEP_SIZES = [[1, 1], [1, 5], [5, 1], [13, 7, 3], [31, 17, 11], [70, 33, 9]]
 SWEEP_BATCHES = [1, 2, 7, 10, 33, 128, 257]
 SWEEP_PAIRINGS = [

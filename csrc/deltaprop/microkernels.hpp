@@ -436,16 +436,18 @@ DELTAPROP_ALWAYS_INLINE double gradient(std::size_t m, std::size_t n_out, std::s
                                                    g, ldg, prefetch);
 }
 
-// The compiled instances. Register blocks: 32 vector registers with AVX-512 hold 4 x 4 or
-// 5 x 4 forward accumulators (+ 4 W vectors + 1 of A) and 8 x 2 gradient ones (+ 4 squares, 2 of
-// A and a broadcast of D; 8 x 2 ran P2-b32's step 8% faster than 4 x 2, the same at batch
-// 10); the 16 of AVX2 and SSE2 hold 2 x 4 and 3 x 2.
+// The compiled instances. Register blocks: 32 vector registers with AVX-512 hold 4 x 5, 5 x 4
+// or 5 x 5 forward accumulators (+ a W vector per column + 1 of A) and 8 x 2 gradient ones
+// (+ 4 squares, 2 of A and a broadcast of D; 8 x 2 ran P2-b32's step 8% faster than 4 x 2,
+// the same at batch 10); the 16 of AVX2 and SSE2 hold 2 x 4 and 3 x 2.
 #if defined(DELTAPROP_MICRO_X86)
-// Blocks of R rows leave a last block of m % R rows, whose fewer accumulators per load run
-// slower (2 x 4: 46 against 58 GFLOP/s in float64). Of R = 4 and 5 (both fit the registers
-// with 4 columns) the one whose last block is larger: a batch of 10 as two blocks of 5 ran
-// the forward product of 784-100-10 in float32 13% faster than as 4 + 4 + 2 (11.1 against
-// 12.7 us), of 784-30-10 5% (float64) and 10% (float32); 32 rows stay 8 x 4.
+// Block shapes, measured (benchmarks/README.md). Blocks of R rows leave a last block of
+// m % R rows, whose fewer accumulators per load run slower (2 x 4: 46 against 58 GFLOP/s
+// in float64). float32: of 4 and 5 rows the one whose last block is larger, 5 x 4 or else
+// 4 x 5 (5 x 5, 31 of the 32 registers, ran slower): a batch of 10 as two blocks of 5 ran
+// 784-100-10's forward product 10% faster than 4 + 4 + 2 (10.1 against 11.2 us), 32 and 128
+// rows as 4 x 5 5% faster than 4 x 4. float64: 5 x 5 at every batch, 11% faster than 4 x 4
+// on 784-30-10 at batch 10 (6.6 against 7.5 us), as fast at 32 and 128 rows.
 inline bool rows_of_five(std::size_t m) {
     const std::size_t last_of_four = m % 4 == 0 ? 4 : m % 4;
     const std::size_t last_of_five = m % 5 == 0 ? 5 : m % 5;
@@ -457,10 +459,12 @@ DELTAPROP_KERNEL DELTAPROP_TARGET_AVX512 void forward_avx512(std::size_t m, std:
                                             const T* a, std::size_t lda, const T* w,
                                             std::size_t ldw, const T* bias, T* z,
                                             std::size_t ldz) {
-    if (rows_of_five(m))
+    if constexpr (sizeof(T) == 8)
+        forward<T, 64, 5, 5>(m, n, k, a, lda, w, ldw, bias, z, ldz);
+    else if (rows_of_five(m))
         forward<T, 64, 5, 4>(m, n, k, a, lda, w, ldw, bias, z, ldz);
     else
-        forward<T, 64, 4, 4>(m, n, k, a, lda, w, ldw, bias, z, ldz);
+        forward<T, 64, 4, 5>(m, n, k, a, lda, w, ldw, bias, z, ldz);
 }
 template <class T>
 DELTAPROP_KERNEL DELTAPROP_TARGET_AVX2 void forward_avx2(std::size_t m, std::size_t n, std::size_t k, const T* a,
