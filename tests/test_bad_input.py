@@ -544,6 +544,18 @@ def test_fit_refusing_the_last_row_changes_nothing(product_path, model, optimize
     assert_same_list(net.biases, twin.biases, DTYPE, scale=0)
 
 
+@pytest.mark.parametrize("row, column", [(0, 0), (149, 3), (150, 1), (233, 2)])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+def test_fit_finds_a_bad_value_anywhere_in_a_batch(product_path, row, column, bad):
+    """The engine's check reads each batch in whole vectors and a scalar rest: a value at
+    either end of a batch of 150 rows (600 values), or inside one, is found."""
+    X, Y = fit_data()
+    X[row, column] = bad
+    net = dp.Network(SIZES, seed=0)
+    fit_refused(net, rf"(?is)\bX\b.*NaN or Inf.*\({row}, {column}\)",
+                lambda: net.fit(X, Y, epochs=1, batch_size=150, shuffle=False))
+
+
 @pytest.mark.parametrize("model", MODELS)
 def test_fit_names_a_shuffled_bad_row_by_its_index_in_x(model):
     X, Y = fit_data()

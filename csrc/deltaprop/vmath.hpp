@@ -174,23 +174,35 @@ DELTAPROP_KERNEL DELTAPROP_TARGET_AVX2 void map_avx2(const T* z, T* a, std::size
 #endif
 
 // x * 0 is (+-)0 for every finite x and NaN for NaN and +-Inf, so the sum of those products
-// is 0 exactly when all of x is finite; it cannot overflow, and needs no branch per element.
-template <class T>
+// is 0 exactly when all of x is finite; it cannot overflow and needs no branch. Summed in
+// four vector accumulators: with one (an `omp simd` reduction) each vector waited for the
+// last one's add, 1.1 us of 784-30-10's float64 step.
+template <class T, int Bytes>
 DELTAPROP_VMATH_INLINE bool finite_loop(const T* x, std::size_t n) {
-    T probe = 0;
-#pragma omp simd reduction(+ : probe)
-    for (std::size_t i = 0; i < n; ++i) probe += x[i] * T(0);
-    return probe == T(0);
+    T tail = 0;
+    std::size_t i = 0;
+#if defined(DELTAPROP_MICRO_AVAILABLE)
+    using V = micro::detail::Vector<T, Bytes>;
+    constexpr std::size_t L = Bytes / sizeof(T);
+    V probe[4] = {};
+    for (; i + 4 * L <= n; i += 4 * L)
+#pragma GCC unroll 4
+        for (int u = 0; u < 4; ++u) probe[u] += micro::detail::load<V>(x + i + u * L) * T(0);
+    for (; i + L <= n; i += L) probe[0] += micro::detail::load<V>(x + i) * T(0);
+    tail = micro::detail::lane_sum<T, Bytes>((probe[0] + probe[1]) + (probe[2] + probe[3]));
+#endif
+    for (; i < n; ++i) tail += x[i] * T(0);
+    return tail == T(0);
 }
 
 #if defined(DELTAPROP_MICRO_X86)
 template <class T>
 DELTAPROP_KERNEL DELTAPROP_TARGET_AVX512 bool finite_avx512(const T* x, std::size_t n) {
-    return finite_loop(x, n);
+    return finite_loop<T, 64>(x, n);
 }
 template <class T>
 DELTAPROP_KERNEL DELTAPROP_TARGET_AVX2 bool finite_avx2(const T* x, std::size_t n) {
-    return finite_loop(x, n);
+    return finite_loop<T, 32>(x, n);
 }
 #endif
 
@@ -218,7 +230,7 @@ bool all_finite(const T* x, std::size_t n) {
     if (isa == micro::Isa::avx512) return detail::finite_avx512(x, n);
     if (isa == micro::Isa::avx2) return detail::finite_avx2(x, n);
 #endif
-    return detail::finite_loop(x, n);
+    return detail::finite_loop<T, 16>(x, n);
 }
 
 }  // namespace deltaprop::vmath
