@@ -53,17 +53,31 @@ struct Engine {
 };
 
 // Asked by the core between training steps (without the GIL): every 50 ms it takes the GIL
-// to let Python's signal handlers run; a pending KeyboardInterrupt stops the epoch.
-std::function<bool()> signal_check() {
-    auto last = std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
-    return [last]() {
-        auto now = std::chrono::steady_clock::now();
-        if (now - *last < std::chrono::milliseconds(50)) return false;
-        *last = now;
+// to let Python's signal handlers run; a pending KeyboardInterrupt stops the epoch. Reading
+// the clock at every step cost a 2-16-1 step (0.3 us) a tenth of its time, so the clock is
+// read every `stride` calls, the stride doubling while reads come less than 1 ms apart and
+// halving when they come more than 4 ms apart.
+class SignalPoll {
+  public:
+    bool operator()() {
+        if (--countdown_ > 0) return false;
+        const auto now = Clock::now();
+        const auto since_read = now - last_read_;
+        last_read_ = now;
+        if (since_read < std::chrono::milliseconds(1) && stride_ < 4096) stride_ *= 2;
+        else if (since_read > std::chrono::milliseconds(4) && stride_ > 1) stride_ /= 2;
+        countdown_ = stride_;
+        if (now - last_signal_check_ < std::chrono::milliseconds(50)) return false;
+        last_signal_check_ = now;
         py::gil_scoped_acquire acquire;
         return PyErr_CheckSignals() != 0;
-    };
-}
+    }
+
+  private:
+    using Clock = std::chrono::steady_clock;
+    Clock::time_point last_signal_check_ = Clock::now(), last_read_ = last_signal_check_;
+    unsigned stride_ = 1, countdown_ = 1;
+};
 
 // A NumPy array over engine-owned memory; it keeps the engine alive.
 template <class T>
@@ -193,7 +207,7 @@ void bind_engine(py::module_& m, const char* name) {
                 py::gil_scoped_release release;
                 std::lock_guard<std::mutex> guard(e.lock);
                 result = e.network.train_epoch(x, y, order_data, batch_size, learning_rate,
-                                               first_step, signal_check(), check_finite);
+                                               first_step, SignalPoll(), check_finite);
             }
             // Ctrl-C arrived: the steps so far are complete; raise KeyboardInterrupt now.
             if (result.interrupted) throw py::error_already_set();
