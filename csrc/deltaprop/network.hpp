@@ -149,7 +149,7 @@ class Network {
     std::size_t rows_ = 0;      // rows of the current batch
     std::vector<AlignedVector<T>> zs_, activations_ws_, deltas_;
     std::vector<AlignedVector<T>> masks_, dropped_;  // dropout masks M_l and H_l = A_l * M_l
-    AlignedVector<T> batch_x_, batch_y_;  // gathered rows of a shuffled mini-batch
+    AlignedVector<T> batch_x_, batch_y_;  // a mini-batch's rows, copied (see train_epoch)
 
     TrainingConfig config_;
     Optimizer<T> optimizer_;
