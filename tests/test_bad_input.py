@@ -544,6 +544,50 @@ def test_fit_refusing_the_last_row_changes_nothing(product_path, model, optimize
     assert_same_list(net.biases, twin.biases, DTYPE, scale=0)
 
 
+@pytest.mark.parametrize("model", MODELS)
+def test_fit_refused_with_another_optimizer_keeps_the_old_state(model):
+    """A fit that changes the optimizer discards the old one's state; refused, it must not
+    have: the next fit with the old optimizer goes on as on a twin that never saw it."""
+    X, Y = fit_data()
+    options = dict(epochs=1, batch_size=7, learning_rate=0.05, shuffle=False)
+    net, twin = (MODELS[model](SIZES, seed=0) for _ in range(2))
+    for each in (net, twin):
+        each.fit(X, Y, optimizer="adam", **options)
+    bad_X = X.copy()
+    bad_X[-1, 0] = np.nan
+    fit_refused(net, r"(?is)\bX\b.*NaN or Inf", lambda: net.fit(bad_X, Y, optimizer="momentum",
+                                                                 **options))
+    for each in (net, twin):
+        each.fit(X, Y, optimizer="adam", **options)
+    assert_same_list(net.weights, twin.weights, DTYPE, scale=0)
+    assert_same_list(net.biases, twin.biases, DTYPE, scale=0)
+
+
+@pytest.mark.parametrize("offset", [8, 16, 48])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_fit_on_an_x_off_the_64_byte_boundary(product_path, offset, shuffle):
+    """The engine copies the batches of an X that does not start on a 64-byte boundary into
+    an aligned buffer: the same steps, bit for bit, as on an aligned X; NaN still refused."""
+    X, Y = fit_data()
+    buffer = np.empty(X.size + 16)
+    start = (-buffer.ctypes.data % 64) // 8  # first 64-byte aligned element
+    aligned = buffer[start:start + X.size].reshape(X.shape)
+    shifted = buffer[start + offset // 8:start + offset // 8 + X.size].reshape(X.shape)
+    options = dict(epochs=2, batch_size=10, learning_rate=0.5, shuffle=shuffle, seed=1)
+    nets = []
+    for view in (aligned, shifted):
+        assert (view.ctypes.data % 64 == 0) == (view is aligned)
+        view[...] = X
+        net = dp.Network(SIZES, seed=0)
+        net.fit(view, Y, **options)
+        nets.append(net)
+    assert_same_list(nets[1].weights, nets[0].weights, DTYPE, scale=0)
+    assert_same_list(nets[1].biases, nets[0].biases, DTYPE, scale=0)
+    shifted[57, 2] = np.inf
+    net = dp.Network(SIZES, seed=0)
+    fit_refused(net, r"(?is)\bX\b.*NaN or Inf.*\(57, 2\)", lambda: net.fit(shifted, Y, **options))
+
+
 @pytest.mark.parametrize("row, column", [(0, 0), (149, 3), (150, 1), (233, 2)])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
 def test_fit_finds_a_bad_value_anywhere_in_a_batch(product_path, row, column, bad):

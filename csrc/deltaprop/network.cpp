@@ -364,23 +364,24 @@ EpochResult Network<T>::train_epoch(const MatrixView<const T>& X, const MatrixVi
             yb = MatrixView<const T>(batch_y_.data(), m, n_out);
         }
         try {
-            if (check_finite && !(vmath::all_finite(xb.data, xb.size()) &&
-                                  vmath::all_finite(yb.data, yb.size()))) {
-                // In place: Python holds views of parameters_.
-                std::copy(saved_parameters.begin(), saved_parameters.end(), parameters_.begin());
-                optimizer_ = std::move(saved_optimizer);
-                if (!vmath::all_finite(xb.data, xb.size())) refuse_non_finite(xb, "X", order, start);
-                refuse_non_finite(yb, "Y", order, start);
+            if (check_finite) {
+                const bool x_finite = vmath::all_finite(xb.data, xb.size());
+                if (!x_finite || !vmath::all_finite(yb.data, yb.size())) {
+                    // In place: Python holds views of parameters_.
+                    std::copy(saved_parameters.begin(), saved_parameters.end(),
+                              parameters_.begin());
+                    optimizer_ = std::move(saved_optimizer);
+                    refuse_non_finite(x_finite ? yb : xb, x_finite ? "Y" : "X", order, start);
+                }
             }
             // The next batch's rows of X, brought in while this step computes.
             const std::size_t next_start = start + m;
             micro::RowPrefetch next_batch;
             if (next_start < n)
-                next_batch = order != nullptr
-                    ? micro::RowPrefetch(X.data, n_in * sizeof(T), order + next_start,
-                                         std::min(batch_size, n - next_start))
-                    : micro::RowPrefetch(X.row(next_start), n_in * sizeof(T), nullptr,
-                                         std::min(batch_size, n - next_start));
+                next_batch = micro::RowPrefetch(order != nullptr ? X.data : X.row(next_start),
+                                                n_in * sizeof(T),
+                                                order != nullptr ? order + next_start : nullptr,
+                                                std::min(batch_size, n - next_start));
             forward_train(xb, first_step + result.steps);
             total_cost += forward_loss(yb);
             result.correct += count_correct<T>(activations(L), yb);

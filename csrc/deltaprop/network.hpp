@@ -11,11 +11,14 @@
 #include "activations.hpp"
 #include "aligned.hpp"
 #include "losses.hpp"
-#include "microkernels.hpp"
 #include "optimizers.hpp"
 #include "view.hpp"
 
 namespace deltaprop {
+
+namespace micro {
+class RowPrefetch;  // microkernels.hpp
+}
 
 struct EpochResult {
     double mean_loss = 0;      // mean over the epoch's samples of the cost before each step

@@ -179,6 +179,13 @@ def fit(model, X, Y, epochs=30, batch_size=10, learning_rate=3.0, *, optimizer="
         key=int(rng.integers(0, 2**63, dtype=np.int64)),
         n_train=n_train,
     )
+    # The first epoch checks X and Y for NaN/Inf as it goes and, refusing a value, puts the
+    # model back as it was when that epoch began: after _begin_training. When the optimizer
+    # changes, _begin_training discards the old one's state, so such a call checks first.
+    check_first = model._optimizer is not None and settings.optimizer != model._optimizer
+    if check_first:
+        check_finite_array(X, "X")
+        check_finite_array(Y, "Y")
     model._begin_training(settings)
 
     history = History()
@@ -190,10 +197,11 @@ def fit(model, X, Y, epochs=30, batch_size=10, learning_rate=3.0, *, optimizer="
             eta = schedule.rate(learning_rate, epoch, epochs, n_train)
             order = rng.permutation(n_train) if shuffle else None
             started = time.perf_counter()
-            # The first epoch sees every row, and checks X and Y for NaN/Inf as it goes: a
-            # refused value leaves the model as it was before it (the models guarantee it).
+            # The first epoch sees every row, and checks X and Y for NaN/Inf as it goes (unless
+            # checked above): a refused value leaves the model as it was before the epoch.
             mean_loss, correct, grad_norms = model._train_epoch(
-                X, Y, order, batch_size, eta, epoch * steps_per_epoch, epoch == 0
+                X, Y, order, batch_size, eta, epoch * steps_per_epoch,
+                epoch == 0 and not check_first,
             )
             seconds = time.perf_counter() - started
             if not math.isfinite(mean_loss):
