@@ -152,6 +152,7 @@ class Network {
     std::size_t rows_ = 0;      // rows of the current batch
     std::vector<AlignedVector<T>> zs_, activations_ws_, deltas_;
     std::vector<AlignedVector<T>> masks_, dropped_;  // dropout masks M_l and H_l = A_l * M_l
+    AlignedVector<T> inference_[2];  // predict's activations, alternating between layers
     AlignedVector<T> batch_x_, batch_y_;  // a mini-batch's rows, copied (see train_epoch)
 
     TrainingConfig config_;
