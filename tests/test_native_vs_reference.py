@@ -161,6 +161,37 @@ def test_fit_on_every_product_path(options, dtype, product_path):
     assert_same_history(history, ref_history, dtype)
 
 
+# Batch 1 (online SGD) without dropout takes its own fused step: one pass over each W for
+# the update and BP2 (micro::row_step), the gradient norm as ||delta|| ||a||, and a forward
+# of plain dot products when a layer has fewer inputs than one vector holds (2 and 3 here;
+# 70 inputs have whole vectors of every width and a ragged rest).
+@pytest.mark.parametrize("sizes", [[2, 16, 1], [3, 9, 5, 2], [70, 33, 9]], ids=str)
+@pytest.mark.parametrize("options", ["sgd", "sgd-l2", "sgd-dropout", "momentum"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_fit_batch_one_on_every_product_path(sizes, options, dtype, product_path):
+    net, ref = build_pair(sizes, "tanh", None, "quadratic", dtype)
+    X, Y = data(sizes, "quadratic", 29, dtype)
+    kwargs = dict(epochs=2, batch_size=1, learning_rate=0.02, seed=3, **FIT_OPTIONS[options])
+    history = net.fit(X, Y, **kwargs)
+    ref_history = ref.fit(X, Y, **kwargs)
+    assert_same_parameters(net, ref, dtype, scale=4)
+    assert_same_history(history, ref_history, dtype, scale=4)
+
+
+def test_fit_batch_one_replays_as_steps(product_path):
+    """An epoch of batch 1 is the same computation, bit for bit, as step() row by row."""
+    dtype = np.dtype(np.float64)
+    sizes = [3, 9, 5, 2]
+    net, _ = build_pair(sizes, "tanh", None, "quadratic", dtype)
+    manual, _ = build_pair(sizes, "tanh", None, "quadratic", dtype)
+    X, Y = data(sizes, "quadratic", 17, dtype)
+    net.fit(X, Y, epochs=1, batch_size=1, learning_rate=0.05, shuffle=False)
+    for row in range(17):
+        manual.step(X[row : row + 1], Y[row : row + 1], 0.05)
+    assert_same_list(net.weights, manual.weights, dtype, scale=0)
+    assert_same_list(net.biases, manual.biases, dtype, scale=0)
+
+
 def test_fit_shuffle_order_is_the_specified_one():
     """fit's mini-batches are chunks of default_rng(seed).permutation(n), one per epoch,
     drawn after the dropout key (drawn first, always)."""

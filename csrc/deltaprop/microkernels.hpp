@@ -16,6 +16,7 @@
 // uses AVX-512 or AVX2 where present. Other compilers get the BLAS path only (Isa::off).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -280,10 +281,26 @@ DELTAPROP_ALWAYS_INLINE void forward_columns(std::size_t m, std::size_t k, const
     });
 }
 
+// Inner size below one vector (a 2-16-1 network's first layer): the blocks' vector
+// accumulators would stay 0 and their horizontal sums be pure cost, so plain dot products.
+template <class T>
+DELTAPROP_ALWAYS_INLINE void forward_narrow(std::size_t m, std::size_t n, std::size_t k,
+                                            const T* a, std::size_t lda, const T* w,
+                                            std::size_t ldw, const T* bias, T* z,
+                                            std::size_t ldz) {
+    for (std::size_t i = 0; i < m; ++i)
+        for (std::size_t j = 0; j < n; ++j) {
+            T sum = 0;
+            for (std::size_t p = 0; p < k; ++p) sum += a[i * lda + p] * w[j * ldw + p];
+            z[i * ldz + j] = bias[j] + sum;
+        }
+}
+
 template <class T, int Bytes, int R, int C>
 DELTAPROP_ALWAYS_INLINE void forward(std::size_t m, std::size_t n, std::size_t k, const T* a,
                                      std::size_t lda, const T* w, std::size_t ldw, const T* bias,
                                      T* z, std::size_t ldz) {
+    if (k < Bytes / sizeof(T)) return forward_narrow(m, n, k, a, lda, w, ldw, bias, z, ldz);
     std::size_t j = 0;
     for (; j + C <= n; j += C)
         forward_columns<T, Bytes, R, C>(m, k, a, lda, w + j * ldw, ldw, bias + j, z + j, ldz);
@@ -421,6 +438,41 @@ DELTAPROP_ALWAYS_INLINE double gradient_for(std::size_t m, std::size_t n_out, st
     return squares;
 }
 
+// One sample (batch 1): the SGD step of a layer, W <- beta W + scale d a^T, and BP2's
+// d_below = d W with W as it was before the step, in one pass over W (row j of W is read
+// once, its old values summed into d_below, its new ones stored). d_below (n_in values, or
+// nullptr for the first layer) is overwritten.
+template <Beta B, class T, int Bytes>
+DELTAPROP_ALWAYS_INLINE void row_step_for(std::size_t n_out, std::size_t n_in, const T* d,
+                                          const T* a, T scale, T beta, T* w, std::size_t ldw,
+                                          T* d_below) {
+    using V = Vector<T, Bytes>;
+    constexpr std::size_t L = Bytes / sizeof(T);
+    if (d_below != nullptr) std::fill(d_below, d_below + n_in, T(0));
+    for (std::size_t j = 0; j < n_out; ++j) {
+        const T dj = d[j], step = scale * dj;
+        T* row = w + j * ldw;
+        std::size_t p = 0;
+        for (; p + L <= n_in; p += L) {
+            const V old = load<V>(row + p);
+            if (d_below != nullptr) store(d_below + p, load<V>(d_below + p) + dj * old);
+            store(row + p, updated<B, V, T>(old, load<V>(a + p), step, beta));
+        }
+        for (; p < n_in; ++p) {
+            if (d_below != nullptr) d_below[p] += dj * row[p];
+            row[p] = updated<B, T, T>(row[p], a[p], step, beta);
+        }
+    }
+}
+
+template <class T, int Bytes>
+DELTAPROP_ALWAYS_INLINE void row_step(std::size_t n_out, std::size_t n_in, const T* d, const T* a,
+                                      T scale, T beta, T* w, std::size_t ldw, T* d_below) {
+    if (beta == T(1))
+        return row_step_for<Beta::one, T, Bytes>(n_out, n_in, d, a, scale, beta, w, ldw, d_below);
+    row_step_for<Beta::any, T, Bytes>(n_out, n_in, d, a, scale, beta, w, ldw, d_below);
+}
+
 template <class T, int Bytes, int J, int U>
 DELTAPROP_ALWAYS_INLINE double gradient(std::size_t m, std::size_t n_out, std::size_t n_in,
                                         const T* d, std::size_t ldd, const T* a, std::size_t lda,
@@ -488,7 +540,25 @@ DELTAPROP_KERNEL DELTAPROP_TARGET_AVX2 double gradient_avx2(std::size_t m, std::
     return gradient<T, 32, 3, 2>(m, n_out, n_in, d, ldd, a, lda, scale, beta, g, ldg,
                                               prefetch);
 }
+template <class T>
+DELTAPROP_KERNEL DELTAPROP_TARGET_AVX512 void row_step_avx512(std::size_t n_out, std::size_t n_in,
+                                                              const T* d, const T* a, T scale,
+                                                              T beta, T* w, std::size_t ldw,
+                                                              T* d_below) {
+    row_step<T, 64>(n_out, n_in, d, a, scale, beta, w, ldw, d_below);
+}
+template <class T>
+DELTAPROP_KERNEL DELTAPROP_TARGET_AVX2 void row_step_avx2(std::size_t n_out, std::size_t n_in,
+                                                          const T* d, const T* a, T scale, T beta,
+                                                          T* w, std::size_t ldw, T* d_below) {
+    row_step<T, 32>(n_out, n_in, d, a, scale, beta, w, ldw, d_below);
+}
 #endif
+template <class T>
+DELTAPROP_KERNEL void row_step_generic(std::size_t n_out, std::size_t n_in, const T* d, const T* a,
+                                       T scale, T beta, T* w, std::size_t ldw, T* d_below) {
+    row_step<T, 16>(n_out, n_in, d, a, scale, beta, w, ldw, d_below);
+}
 template <class T>
 DELTAPROP_KERNEL void forward_generic(std::size_t m, std::size_t n, std::size_t k, const T* a, std::size_t lda,
                      const T* w, std::size_t ldw, const T* bias, T* z, std::size_t ldz) {
@@ -547,6 +617,27 @@ double gradient_product(std::size_t m, std::size_t n_out, std::size_t n_in, cons
     // generic; also "off" if another thread switched the kernels off after the caller chose them
     return detail::gradient_generic<T>(m, n_out, n_in, d, ldd, a, lda, scale, beta, g, ldg,
                                        prefetch);
+#else
+    throw std::logic_error("deltaprop: no small-batch kernels in this build");
+#endif
+}
+
+// One sample's SGD step of a layer and BP2 below it (see detail::row_step_for):
+// W (n_out x n_in) <- beta W + scale d a^T, and d_below = d W_old unless nullptr.
+template <class T>
+void row_step(std::size_t n_out, std::size_t n_in, const T* d, const T* a, T scale, T beta, T* w,
+              std::size_t ldw, T* d_below) {
+    switch (selected_isa.load(std::memory_order_relaxed)) {
+#if defined(DELTAPROP_MICRO_X86)
+        case Isa::avx512:
+            return detail::row_step_avx512<T>(n_out, n_in, d, a, scale, beta, w, ldw, d_below);
+        case Isa::avx2:
+            return detail::row_step_avx2<T>(n_out, n_in, d, a, scale, beta, w, ldw, d_below);
+#endif
+        default: break;
+    }
+#if defined(DELTAPROP_MICRO_AVAILABLE)
+    detail::row_step_generic<T>(n_out, n_in, d, a, scale, beta, w, ldw, d_below);
 #else
     throw std::logic_error("deltaprop: no small-batch kernels in this build");
 #endif

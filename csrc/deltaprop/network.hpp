@@ -36,6 +36,12 @@ struct TrainingConfig {
     double clip_norm = 0;         // 0: no clipping
     std::uint64_t key = 0;        // dropout hash key
     std::size_t n_train = 1;      // n of Nielsen's l2 / n
+
+    bool has_dropout() const {
+        for (double rate : dropout)
+            if (rate > 0) return true;
+        return false;
+    }
 };
 
 template <class T>
@@ -131,6 +137,9 @@ class Network {
     void backward_sgd(const MatrixView<const T>& X, const MatrixView<const T>& Y,
                       T learning_rate, T shrink, std::vector<double>* grad_norms,
                       micro::RowPrefetch* next_batch = nullptr);
+    // backward_sgd on one row without dropout: each layer's step and BP2 in one pass over W.
+    void backward_sgd_one_row(const MatrixView<const T>& X, T learning_rate, T shrink,
+                              std::vector<double>* grad_norms);
     bool fused_sgd_applies() const;
     // Clipping, regularization, decay and the optimizer's update, after backward.
     void apply_update(T learning_rate, EpochResult& result);
