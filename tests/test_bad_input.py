@@ -619,3 +619,18 @@ def test_fit_checks_validation_rows_before_training(model, where):
     net = MODELS[model](SIZES, seed=0)
     fit_refused(net, rf"(?is)\b{where}\b.*NaN or Inf.*\({FIT_ROWS - 3}, 0\)",
             lambda: net.fit(X, Y, epochs=2, batch_size=10, validation_fraction=0.1))
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("seed, error", [("abc", TypeError), (-1, ValueError), (1.5, TypeError)])
+def test_fit_refuses_a_bad_seed_whether_or_not_it_shuffles(model, shuffle, seed, error):
+    """Without shuffling or dropout fit draws nothing, and makes no generator, but a seed
+    that np.random.default_rng refuses is still refused, before any step."""
+    X, Y = fit_data()
+    net = MODELS[model](SIZES, seed=0)
+    weights, biases = snapshot(net)
+    with pytest.raises(error):
+        net.fit(X, Y, epochs=1, batch_size=10, shuffle=shuffle, seed=seed)
+    assert_same_list(net.weights, weights, scale=0)
+    assert_same_list(net.biases, biases, scale=0)

@@ -6,6 +6,7 @@ float widths are converted; complex, object and string arrays are refused with T
 The native bindings then accept only exactly that layout, so no silent copy can happen there.
 """
 
+import math
 import numbers
 import operator
 
@@ -70,6 +71,8 @@ def check_loss_pairing(output_activation, loss):
 
 
 def check_positive_int(value, name):
+    if type(value) is int and value > 0:  # the common case, without the ABC checks below
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be a positive integer; got {value!r}")
     value = operator.index(value)
@@ -79,10 +82,12 @@ def check_positive_int(value, name):
 
 
 def check_finite_scalar(value, name, *, positive=False):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if type(value) is not float and (
+        isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real)
+    ):
         raise TypeError(f"{name} must be a real number; got {value!r}")
     value = float(value)
-    if not np.isfinite(value):
+    if not math.isfinite(value):
         raise ValueError(f"{name} must be finite; got {value}")
     if positive and value <= 0:
         raise ValueError(f"{name} must be > 0; got {value}")

@@ -22,7 +22,7 @@ The state (v, m, s, t) lives in the network, next to each parameter, and survive
 from fresh state.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 from ._validation import check_finite_scalar, resolve_named
 
@@ -32,14 +32,15 @@ class Optimizer:
     name = "abstract"
     default_weight_decay = 0.0
 
+    # getattr, not dataclasses.asdict (which deep-copies): fit builds and reads an optimizer
+    # per call, and a short fit's Python layer is part of its time (P4: 2000 steps, ~0.4 ms).
     def __post_init__(self):
-        for key, value in asdict(self).items():
-            check_finite_scalar(value, f"{type(self).__name__}.{key}")
+        for field in fields(self):
+            check_finite_scalar(getattr(self, field.name), f"{type(self).__name__}.{field.name}")
 
     def hyperparameters(self):
         """The values the core reads: (momentum, beta1, beta2, eps, alpha)."""
-        values = asdict(self)
-        return tuple(float(values.get(key, 0.0)) for key in ("momentum", "beta1", "beta2", "eps", "alpha"))
+        return tuple(float(getattr(self, key, 0.0)) for key in ("momentum", "beta1", "beta2", "eps", "alpha"))
 
 
 @dataclass(frozen=True)
