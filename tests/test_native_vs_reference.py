@@ -98,12 +98,12 @@ def test_pairing_matrix(pairing, dtype, m, product_path):
     check_all(net, ref, X, Y, dtype)
 
 
-# predict runs in chunks of 1024 rows, fewer when a hidden layer is wide (8 MiB per chunk's
+# predict runs in chunks of 2048 rows, fewer when a hidden layer is wide (8 MiB per chunk's
 # activations, at least 64 rows), each layer overwriting its Z with A = f(Z) in one of two
-# buffers and the output layer writing into the result: 2500 rows are chunks of 1024, 1024
-# and 452; the 40000-wide float64 layer makes chunks of 64 rows (4 x 64 + 44 for 300).
+# buffers and the output layer writing into the result: 4500 rows are chunks of 2048, 2048
+# and 404; the 40000-wide float64 layer makes chunks of 64 rows (4 x 64 + 44 for 300).
 @pytest.mark.parametrize(
-    "sizes, m", [([13, 31, 17, 5], 2500), ([4, 40000, 3], 300), ([9, 4], 1500)], ids=str
+    "sizes, m", [([13, 31, 17, 5], 4500), ([4, 40000, 3], 300), ([9, 4], 2500)], ids=str
 )
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("pairing", SWEEP_PAIRINGS, ids=pairing_id)
@@ -115,7 +115,7 @@ def test_predict_in_chunks(pairing, dtype, sizes, m, product_path):
     assert predictions.shape == (m, sizes[-1]) and predictions.dtype == dtype
     assert_same(predictions, ref.predict(X), dtype)
     # A few rows alone give what they gave among the others: no chunk sees another's rows.
-    rows = [row for row in (0, 63, 64, 1023, 1024, m - 1) if row < m]
+    rows = [row for row in (0, 63, 64, 2047, 2048, m - 1) if row < m]
     assert_same(net.predict(X[rows]), predictions[rows], dtype)
     assert_same(net.predict(X), predictions, dtype, scale=0)  # the buffers are reused
 
