@@ -192,6 +192,27 @@ def test_fit_batch_one_replays_as_steps(product_path):
     assert_same_list(net.biases, manual.biases, dtype, scale=0)
 
 
+def test_consecutive_fits_apply_each_calls_settings():
+    """A fit whose settings equal the last call's does not reconfigure the engine; one whose
+    settings differ (or after reset_optimizer) does: the reference, configured every call,
+    agrees after each."""
+    dtype = np.dtype(np.float64)
+    sizes = [4, 6, 3]
+    net, ref = build_pair(sizes, "tanh", None, "quadratic", dtype)
+    X, Y = data(sizes, "quadratic", 24, dtype)
+    calls = [dict(), dict(), dict(l2=5.0), dict(l2=5.0), dict(optimizer="momentum"),
+             dict(optimizer="momentum"), "reset", dict(optimizer="momentum"), dict(dropout=0.2),
+             dict(dropout=0.2, seed=9), dict(batch_size=1), dict(batch_size=1, l2=1.0)]
+    for options in calls:
+        if options == "reset":
+            net.reset_optimizer()
+            ref.reset_optimizer()
+            continue
+        kwargs = dict(dict(epochs=1, batch_size=5, learning_rate=0.1, seed=2), **options)
+        assert_same_history(net.fit(X, Y, **kwargs), ref.fit(X, Y, **kwargs), dtype)
+        assert_same_parameters(net, ref, dtype)
+
+
 def test_fit_shuffle_order_is_the_specified_one():
     """fit's mini-batches are chunks of default_rng(seed).permutation(n), one per epoch,
     drawn after the dropout key (drawn first, always)."""

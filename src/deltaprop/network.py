@@ -94,6 +94,7 @@ class Network:
             layer._bind(self._engine.weights(index), self._engine.biases(index))
         self.layers = list(layers)
         self._optimizer = None  # the optimizer whose state the engine holds
+        self._settings = None  # the TrainingSettings it was last configured with
 
     @staticmethod
     def _check_layers(layers):
@@ -219,6 +220,8 @@ class Network:
 
     def _begin_training(self, settings):
         reset = settings.optimizer != self._optimizer
+        if not reset and settings == self._settings:
+            return  # the engine holds exactly these (a repeated fit(epochs=1) call, say)
         self._engine.configure_training(
             OPTIMIZER_CODES[settings.optimizer.name], *settings.optimizer.hyperparameters(),
             settings.l2, settings.l1, settings.weight_decay, list(settings.dropout),
@@ -226,6 +229,7 @@ class Network:
         )
         # Only once the engine took the settings does it hold this optimizer's state.
         self._optimizer = settings.optimizer
+        self._settings = settings
 
     def _train_epoch(self, X, Y, order, batch_size, learning_rate, first_step, check_finite=False):
         # The engine checks each batch as it reaches it (one pass over X fewer than checking
