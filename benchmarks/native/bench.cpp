@@ -440,6 +440,9 @@ struct Bench {
         const unsigned int csr = denormals_off();
         std::printf("  pieces of one step through the %s (all layers each; subnormals flushed "
                     "to zero):\n", small_batch ? "small-batch kernels" : "BLAS");
+        if (B == 1)  // Network::backward_sgd's one-row path (micro::row_step) is not split up
+            std::printf("  (batch 1: train_epoch takes its own fused step, one pass over each W "
+                        "for the update and BP2; the pieces below are the general path's)\n");
         double sum = 0, gemm_sum = 0, gemm_flops = 0;
         std::vector<Stat> stats;
         for (auto& p : pieces) {

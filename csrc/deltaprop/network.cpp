@@ -372,9 +372,12 @@ EpochResult Network<T>::train_epoch(const MatrixView<const T>& X, const MatrixVi
     // Each batch is copied into batch_x_ (64-byte aligned) when shuffled, and also when X
     // does not start on a 64-byte boundary (NumPy aligns to 16 bytes): the small-batch
     // kernels' loads would straddle cache lines, which cost 784-30-10's float32 epoch 9.5%
-    // (12.8 against 11.7 ms, native); copied, 12.1.
-    const bool copy_batches =
-        order != nullptr || reinterpret_cast<std::uintptr_t>(X.data) % buffer_alignment != 0;
+    // (12.8 against 11.7 ms, native); copied, 12.1. Rows narrower than a cache line are
+    // not copied for alignment, and a batch of one row is that row wherever it is (P4's
+    // 2-input rows: the copies were 4% of its epoch).
+    const bool copy_to_align = reinterpret_cast<std::uintptr_t>(X.data) % buffer_alignment != 0 &&
+                               n_in * sizeof(T) >= buffer_alignment;
+    const bool copy_batches = (order != nullptr && batch_size > 1) || copy_to_align;
     if (copy_batches && batch_x_.size() < batch_rows * n_in) {
         batch_x_.resize(batch_rows * n_in);
         batch_y_.resize(batch_rows * n_out);
@@ -398,7 +401,9 @@ EpochResult Network<T>::train_epoch(const MatrixView<const T>& X, const MatrixVi
             break;
         }
         const std::size_t m = std::min(batch_size, n - start);
-        MatrixView<const T> xb(X.row(start), m, n_in), yb(Y.row(start), m, n_out);
+        const std::size_t first_row =
+            order != nullptr && m == 1 ? static_cast<std::size_t>(order[start]) : start;
+        MatrixView<const T> xb(X.row(first_row), m, n_in), yb(Y.row(first_row), m, n_out);
         if (copy_batches) {
             for (std::size_t i = 0; i < m; ++i) {
                 const std::size_t row =

@@ -237,10 +237,11 @@ def fit(model, X, Y, epochs=30, batch_size=10, learning_rate=3.0, *, optimizer="
                 else:
                     waited += 1
                     stop = waited >= patience
-            metrics = _metrics(history)
-            progress.update(epoch, metrics)
-            for callback in callbacks:
-                stop = bool(callback(epoch, metrics)) or stop
+            if verbose or callbacks:  # someone reads them
+                metrics = _metrics(history)
+                progress.update(epoch, metrics)
+                for callback in callbacks:
+                    stop = bool(callback(epoch, metrics)) or stop
             if stop:
                 history.stopped_early = True
                 break
