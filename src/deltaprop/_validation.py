@@ -259,6 +259,11 @@ def check_sizes(sizes):
     return [check_positive_int(size, f"sizes[{index}]") for index, size in enumerate(sizes)]
 
 
+# The instance made for each name, kept: the classes are frozen dataclasses (values), and a
+# fit call otherwise built two of them each time.
+_INSTANCES_BY_NAME = {}
+
+
 def resolve_named(value, base, table, what):
     """An instance of one of ``table``'s classes from its name or as given (e.g. optimizers)."""
     if isinstance(value, base) and type(value) is not base:
@@ -266,7 +271,10 @@ def resolve_named(value, base, table, what):
     if isinstance(value, str):
         if value not in table:
             raise ValueError(f"unknown {what} {value!r}; expected one of {tuple(table)}")
-        return table[value]()
+        instance = _INSTANCES_BY_NAME.get((what, value))
+        if instance is None:
+            instance = _INSTANCES_BY_NAME[(what, value)] = table[value]()
+        return instance
     raise TypeError(
         f"{what} must be a name {tuple(table)} or a deltaprop.{what}s object; got {value!r}"
     )
