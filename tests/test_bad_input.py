@@ -600,6 +600,20 @@ def test_fit_finds_a_bad_value_anywhere_in_a_batch(product_path, row, column, ba
                 lambda: net.fit(X, Y, epochs=1, batch_size=150, shuffle=False))
 
 
+@pytest.mark.parametrize("batch_size, row, column", [(1, 0, 0), (1, 77, 2), (2, 150, 1), (2, 233, 2)])
+@pytest.mark.parametrize("where", ["X", "Y"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+def test_fit_finds_a_bad_value_in_a_batch_of_few_values(product_path, batch_size, row, column,
+                                                        where, bad):
+    """Batches of at most 8 values (1 or 2 rows of 4 inputs, of 3 targets) are checked in a
+    short loop, without the vector kernel: a bad value anywhere in them is found."""
+    X, Y = fit_data()
+    (X if where == "X" else Y)[row, column] = bad
+    net = dp.Network(SIZES, seed=0)
+    fit_refused(net, rf"(?is)\b{where}\b.*NaN or Inf.*\({row}, {column}\)",
+                lambda: net.fit(X, Y, epochs=1, batch_size=batch_size, shuffle=False))
+
+
 @pytest.mark.parametrize("model", MODELS)
 def test_fit_names_a_shuffled_bad_row_by_its_index_in_x(model):
     X, Y = fit_data()
