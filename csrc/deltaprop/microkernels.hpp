@@ -63,10 +63,10 @@ inline const char* isa_name(Isa isa) {
 // In the body of a loop over a ragged end (fewer iterations than a vector has lanes): the
 // empty asm hides the index's progress, so GCC leaves the loop scalar instead of
 // vectorizing it behind run-time alias checks and a remainder loop of its own. That code
-// cost more than the few iterations themselves (P4's batch-1 step: ~300 of ~2000
-// instructions) and, in the forward kernel, took registers from the main loop, which then
-// spilled an accumulator and reloaded row pointers from the stack every iteration: without
-// it 784-100-10's forward product at batch 10 runs at 161 instead of 137 GFLOP/s (float32).
+// cost more than the few iterations themselves (P4's batch-1 step: 214 -> 190 ns without
+// it) and, in the forward kernel, took registers from the main loop, which then spilled an
+// accumulator and reloaded row pointers from the stack every iteration: without it
+// 784-100-10's forward product at batch 10 runs at 161 instead of 137 GFLOP/s (float32).
 #define DELTAPROP_SCALAR_LOOP(index) __asm__("" : "+r"(index))
 #endif
 
