@@ -15,7 +15,9 @@
 //     class itself adds;
 //   - the step's products back to back through the core's blas::gemm, and straight to the
 //     BLAS ("GEMM peak": the BLAS's speed on exactly these shapes); train_epoch's GFLOP/s is
-//     reported as a fraction of the latter.
+//     reported as a fraction of the latter;
+//   - once, one core's FMA peak (multiply-adds on registers only, with the kernels'
+//     instruction set), and every product's GFLOP/s as a fraction of it.
 // P3 also times P5's inference: predict on 10000 rows through the same network.
 //
 //   bench [--config P1-f64|P1-f32|P2-b10|P2-b32|P3|P4|all] [--threads N] [--repeats R]
@@ -136,6 +138,61 @@ std::vector<Config> all_configs() {
     };
 }
 
+// ---- the core's FMA peak ----------------------------------------------------------------------
+// Independent vector multiply-adds on registers only, compiled for the instruction set the
+// small-batch kernels run (micro::selected_isa): the most one core does today. The kernels'
+// GFLOP/s are read against it in the same run, since this machine's clock varies from day to
+// day (register-only loops measured 210-240 GFLOP/s float32 on earlier days, 170 on
+// 2026-12-03). The kernels' operands stream from L1, as any real product's do; this loop
+// loads nothing, so it is a bound, not a target.
+template <class T, int Bytes, int Chains>
+__attribute__((always_inline)) inline T fma_chains(long iterations) {
+    typedef T V __attribute__((vector_size(Bytes)));
+    V acc[Chains];
+    V scale = V{} + T(0.999), add = V{} + T(1e-3);  // acc tends to 1: no overflow, no subnormal
+    for (int c = 0; c < Chains; ++c) {
+        acc[c] = V{} + T(c);
+        __asm__("" : "+v"(acc[c]));  // distinct unknown starts: the chains are not merged
+    }
+    __asm__("" : "+v"(scale), "+v"(add));  // not constants: acc * 1 + 0 is not folded away
+    for (long i = 0; i < iterations; ++i) {
+#pragma GCC unroll 32
+        for (int c = 0; c < Chains; ++c) acc[c] = acc[c] * scale + add;
+    }
+    T sum = 0;
+    for (int c = 0; c < Chains; ++c)
+        for (std::size_t lane = 0; lane < Bytes / sizeof(T); ++lane) sum += acc[c][lane];
+    return sum;
+}
+// Chains: at least latency (4) x FMA units (2) in flight, and all in registers beside the two
+// operands (32 vector registers with AVX-512, 16 otherwise).
+#if defined(DELTAPROP_MICRO_X86)
+template <class T>
+DELTAPROP_KERNEL DELTAPROP_TARGET_AVX512 T fma_chains_avx512(long n) { return fma_chains<T, 64, 24>(n); }
+template <class T>
+DELTAPROP_KERNEL DELTAPROP_TARGET_AVX2 T fma_chains_avx2(long n) { return fma_chains<T, 32, 12>(n); }
+#endif
+template <class T>
+DELTAPROP_KERNEL T fma_chains_generic(long n) { return fma_chains<T, 16, 12>(n); }
+
+struct FmaLoop {
+    std::function<double(long)> run;  // returns a value that depends on every chain
+    double flops_per_iteration = 0;
+};
+template <class T>
+FmaLoop fma_loop_for(dp::micro::Isa isa) {
+    switch (isa) {
+#if defined(DELTAPROP_MICRO_X86)
+        case dp::micro::Isa::avx512:
+            return {[](long n) { return double(fma_chains_avx512<T>(n)); }, 24.0 * 64 / sizeof(T) * 2};
+        case dp::micro::Isa::avx2:
+            return {[](long n) { return double(fma_chains_avx2<T>(n)); }, 12.0 * 32 / sizeof(T) * 2};
+#endif
+        default:
+            return {[](long n) { return double(fma_chains_generic<T>(n)); }, 12.0 * 16 / sizeof(T) * 2};
+    }
+}
+
 // ---- timing -----------------------------------------------------------------------------------
 
 struct Stat {
@@ -177,6 +234,17 @@ std::string fmt_time(double s) {
     else std::snprintf(buf, sizeof buf, "%.3g ns", s * 1e9);
     return buf;
 }
+
+// One core's FMA peak for T with the kernels' instruction set (fma_chains), in GFLOP/s.
+template <class T>
+double measure_fma_peak(const Options& opt) {
+    const FmaLoop loop = fma_loop_for<T>(dp::micro::selected_isa.load());
+    const long iterations = 100000;
+    volatile double sink = 0;
+    const Stat s = time_call([&] { sink = sink + loop.run(iterations); }, opt);
+    return loop.flops_per_iteration * double(iterations) / s.median / 1e9;
+}
+double fma_peak_float32 = 0, fma_peak_float64 = 0;  // measured once in main
 
 // ---- one configuration -------------------------------------------------------------------------
 
@@ -240,6 +308,12 @@ struct Bench {
         return f;
     }
 
+    // GFLOP/s of `flops` in `seconds` as a fraction of one core's FMA peak (measured in main).
+    static double fma_share(double flops, double seconds) {
+        const double peak = sizeof(T) == sizeof(float) ? fma_peak_float32 : fma_peak_float64;
+        return flops / seconds / 1e9 / peak;
+    }
+
     void row(const char* what, const Stat& s, double per, double flops, const char* extra = "") {
         std::printf("  %-28s %10s %10s %10s", what, fmt_time(s.median).c_str(),
                     fmt_time(s.q3 - s.q1).c_str(), fmt_time(s.best).c_str());
@@ -291,7 +365,10 @@ struct Bench {
         const double steps = double(rows / B);
         row("Network::train_epoch", s_epoch, double(rows), f_step * steps);
         Stat s_epoch_step{s_epoch.median / steps, s_epoch.q1 / steps, s_epoch.q3 / steps, s_epoch.best / steps};
-        row("  train_epoch per step", s_epoch_step, double(B), f_step);
+        char of_peak[64];
+        std::snprintf(of_peak, sizeof of_peak, "%.0f%% of the FMA peak",
+                      100 * fma_share(f_step, s_epoch_step.median));
+        row("  train_epoch per step", s_epoch_step, double(B), f_step, of_peak);
 
         // ---- the pieces of one step, each over all layers --------------------------------
         // 64-byte aligned, as the core's own workspaces are (aligned.hpp).
@@ -454,8 +531,12 @@ struct Bench {
             }
         }
         for (std::size_t i = 0; i < pieces.size(); ++i) {
-            char share[64];
-            std::snprintf(share, sizeof share, "%5.1f%% of the pieces", 100 * stats[i].median / sum);
+            char share[96];
+            const int used = std::snprintf(share, sizeof share, "%5.1f%% of the pieces",
+                                           100 * stats[i].median / sum);
+            if (pieces[i].flops > 0)
+                std::snprintf(share + used, sizeof share - used, ", %.0f%% of the FMA peak",
+                              100 * fma_share(pieces[i].flops, stats[i].median));
             row((std::string("  ") + pieces[i].name).c_str(), stats[i], 0, pieces[i].flops, share);
         }
         Stat s_sum{sum, sum, sum, sum};
@@ -469,7 +550,8 @@ struct Bench {
             for (auto& p : pieces)
                 if (p.gemm) p.fn();
         }, opt);
-        std::snprintf(extra, sizeof extra, "products are %.1f%% of the pieces", 100 * gemm_sum / sum);
+        std::snprintf(extra, sizeof extra, "products are %.1f%% of the pieces; %.0f%% of the FMA peak",
+                      100 * gemm_sum / sum, 100 * fma_share(gemm_flops, s_gemm.median));
         row(small_batch ? "products, small-batch kernels" : "products via blas::gemm", s_gemm,
             double(B), gemm_flops, extra);
         Stat s_blas = time_call([&] {
@@ -489,8 +571,9 @@ struct Bench {
                             input(l), W.cols, T(0), gW[l].data(), W.cols);
             }
         }, opt);
-        std::snprintf(extra, sizeof extra, "train_epoch reaches %.1f%% of it",
-                      100 * (f_step / s_epoch_step.median) / (gemm_flops / s_blas.median));
+        std::snprintf(extra, sizeof extra, "train_epoch reaches %.1f%% of it; %.0f%% of the FMA peak",
+                      100 * (f_step / s_epoch_step.median) / (gemm_flops / s_blas.median),
+                      100 * fma_share(gemm_flops, s_blas.median));
         row("GEMM peak: BLAS alone", s_blas, double(B), gemm_flops, extra);
         restore_csr(csr);
 
@@ -571,6 +654,12 @@ int main(int argc, char** argv) {
     std::printf("deltaprop native benchmark; BLAS: %s; threads %d; median of %d measurements "
                 "(each >= %g s; epochs: one per measurement)\n",
                 BLAS_SYMBOL(openblas_get_config)(), opt.threads, opt.repeats, opt.min_time);
+    fma_peak_float32 = measure_fma_peak<float>(opt);
+    fma_peak_float64 = measure_fma_peak<double>(opt);
+    std::printf("FMA peak of one core (independent multiply-adds on registers, %s instructions "
+                "as the small-batch kernels): float32 %.1f GFLOP/s, float64 %.1f GFLOP/s\n",
+                dp::micro::isa_name(dp::micro::selected_isa.load()), fma_peak_float32,
+                fma_peak_float64);
     bool any = false;
     for (const Config& cfg : all_configs()) {
         const bool chosen = opt.config == "all" || opt.config == cfg.name ||
