@@ -165,6 +165,28 @@ def test_layer_loss(activation, loss, dtype, m):
     assert_same_scalar(layer.loss(Z, A, Y, loss), float(expected), dtype)
 
 
+# softmax and the cross-entropy run e^(z - max z) through the vectorized exp: softmax over
+# the whole batch at once, the loss over blocks of 256 values (as many whole rows as fit, or
+# one row a block at a time when it is longer). Batches that cross those blocks, rows longer
+# than one and than two blocks, and logits far apart, whose smaller exps underflow to 0.
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("m, n_out", [(200, 3), (64, 10), (3, 300), (2, 1000), (1, 256), (9, 257)])
+def test_softmax_crossentropy_in_blocks(dtype, m, n_out, product_path):
+    rng = np.random.default_rng(n_out)
+    layer = make_layer(5, n_out, "softmax", dtype)
+    Z, A = layer.forward(inputs(m, 5, dtype))
+    assert_same(A, ref_forward(layer, inputs(m, 5, dtype))[1], dtype)
+    assert_same(A.sum(axis=1), np.ones(m, dtype), dtype)
+    Y = make_targets(rng, "categorical_crossentropy", m, n_out, dtype)
+    cce = reference.LOSS_FUNCTIONS["categorical_crossentropy"]
+    assert_same_scalar(layer.loss(Z, A, Y, "categorical_crossentropy"), float(cce(Z, A, Y)), dtype)
+    # logits spread over +-200: most e^(z - max z) underflow, the cost stays exact
+    Z_far = rng.uniform(-200, 200, (m, n_out)).astype(dtype)
+    A_far = reference.ACTIVATION_FUNCTIONS["softmax"][0](Z_far)
+    expected = float(cce(Z_far.astype(np.float64), A_far.astype(np.float64), Y.astype(np.float64)))
+    assert_same_scalar(layer.loss(Z_far, A_far, Y, "categorical_crossentropy"), expected, dtype)
+
+
 @pytest.mark.parametrize(
     "activation, loss",
     [("identity", "binary_crossentropy"), ("softmax", "binary_crossentropy"),

@@ -64,12 +64,20 @@ void activate(Activation f, const MatrixView<const T>& Z, const MatrixView<T>& A
                 a[i] = std::max(z[i], T(0)) + std::log1p(std::exp(-std::abs(z[i])));
             break;
         case Activation::softmax:
+            // z - max z for every row first, then e^x over the whole matrix in one vectorized
+            // pass (rows of 10 outputs are too short to fill vectors one at a time; libm's
+            // scalar exp was 430 ns of a 10 x 10 softmax), then each row divided by its sum.
             for (std::size_t r = 0; r < Z.rows; ++r) {
                 const T* zr = Z.row(r);
                 T* ar = A.row(r);
-                T top = *std::max_element(zr, zr + Z.cols);
+                const T top = *std::max_element(zr, zr + Z.cols);
+                for (std::size_t j = 0; j < Z.cols; ++j) ar[j] = zr[j] - top;
+            }
+            vmath::map_array<vmath::Function::exp_nonpositive>(a, a, n);
+            for (std::size_t r = 0; r < Z.rows; ++r) {
+                T* ar = A.row(r);
                 T total = 0;
-                for (std::size_t j = 0; j < Z.cols; ++j) total += ar[j] = std::exp(zr[j] - top);
+                for (std::size_t j = 0; j < Z.cols; ++j) total += ar[j];
                 for (std::size_t j = 0; j < Z.cols; ++j) ar[j] /= total;
             }
             break;

@@ -66,6 +66,58 @@ void output_error(Activation f, Loss loss, const MatrixView<const T>& Z,
     multiply_by_derivative(f, Z, A, D);
 }
 
+// Categorical cross-entropy summed over the rows, from the logits, in double:
+// sum_j y_j (logsumexp(z) - z_j), logsumexp(z) = max z + ln sum_j e^(z_j - max z). The
+// e^(z_j - max z) of as many whole rows as fit in a block of doubles go through the vectorized
+// exp together (rows of 10 are too short to fill vectors one by one; libm's scalar exp took
+// 1.0 us of a 10 x 10 batch, 2.5 us of 32 x 10); a longer row goes a block at a time.
+template <class T>
+double crossentropy_sum(const MatrixView<const T>& Z, const MatrixView<const T>& Y) {
+    constexpr std::size_t block = 256;
+    double shifted[block];
+    const std::size_t cols = Z.cols;
+    double total = 0;
+    auto add_row = [&](std::size_t r, double top, double sum_exp) {
+        const T* z = Z.row(r);
+        const T* y = Y.row(r);
+        const double log_sum_exp = top + std::log(sum_exp);
+        for (std::size_t j = 0; j < cols; ++j) total += double(y[j]) * (log_sum_exp - z[j]);
+    };
+    if (cols == 0) return 0;
+    if (cols <= block) {
+        const std::size_t rows_per_block = block / cols;
+        double tops[block];
+        for (std::size_t first = 0; first < Z.rows; first += rows_per_block) {
+            const std::size_t count = std::min(rows_per_block, Z.rows - first);
+            for (std::size_t q = 0; q < count; ++q) {
+                const T* z = Z.row(first + q);
+                tops[q] = *std::max_element(z, z + cols);
+                for (std::size_t j = 0; j < cols; ++j) shifted[q * cols + j] = double(z[j]) - tops[q];
+            }
+            vmath::map_array<vmath::Function::exp_nonpositive>(shifted, shifted, count * cols);
+            for (std::size_t q = 0; q < count; ++q) {
+                double sum_exp = 0;
+                for (std::size_t j = 0; j < cols; ++j) sum_exp += shifted[q * cols + j];
+                add_row(first + q, tops[q], sum_exp);
+            }
+        }
+        return total;
+    }
+    for (std::size_t r = 0; r < Z.rows; ++r) {
+        const T* z = Z.row(r);
+        const double top = *std::max_element(z, z + cols);
+        double sum_exp = 0;
+        for (std::size_t start = 0; start < cols; start += block) {
+            const std::size_t width = std::min(block, cols - start);
+            for (std::size_t j = 0; j < width; ++j) shifted[j] = double(z[start + j]) - top;
+            vmath::map_array<vmath::Function::exp_nonpositive>(shifted, shifted, width);
+            for (std::size_t j = 0; j < width; ++j) sum_exp += shifted[j];
+        }
+        add_row(r, top, sum_exp);
+    }
+    return total;
+}
+
 // Sum over all rows of the per-sample cost; computed from Z where a log is involved, so no
 // ln 0 can occur:
 //   quadratic:                C = 1/2 sum_j (a_j - y_j)^2
@@ -97,15 +149,7 @@ double loss_sum(Loss loss, const MatrixView<const T>& Z, const MatrixView<const 
             }
             break;
         case Loss::categorical_crossentropy:
-            for (std::size_t r = 0; r < Z.rows; ++r) {
-                const T* z = Z.row(r);
-                const T* y = Y.row(r);
-                double top = *std::max_element(z, z + Z.cols);
-                double sum_exp = 0;
-                for (std::size_t j = 0; j < Z.cols; ++j) sum_exp += std::exp(double(z[j]) - top);
-                double log_sum_exp = top + std::log(sum_exp);
-                for (std::size_t j = 0; j < Z.cols; ++j) total += double(y[j]) * (log_sum_exp - z[j]);
-            }
+            total = crossentropy_sum(Z, Y);
             break;
     }
     return total;

@@ -180,7 +180,8 @@ DELTAPROP_VMATH_INLINE T tanh(T z) {
     return z < T(0) ? -result : (z > T(0) ? result : z);
 }
 
-enum class Function { sigmoid, tanh };
+// exp_nonpositive: e^z for z <= 0 (softmax and the cross-entropy pass z - max z).
+enum class Function { sigmoid, tanh, exp_nonpositive };
 
 namespace detail {
 
@@ -190,8 +191,10 @@ DELTAPROP_VMATH_INLINE void map_loop(const T* z, T* a, std::size_t n) {
     for (std::size_t i = 0; i < n; ++i) {
         if constexpr (F == Function::sigmoid)
             a[i] = sigmoid(z[i]);
-        else
+        else if constexpr (F == Function::tanh)
             a[i] = tanh(z[i]);
+        else
+            a[i] = exp_nonpositive(z[i]);
     }
 }
 
@@ -244,7 +247,7 @@ DELTAPROP_KERNEL DELTAPROP_TARGET_AVX2 bool finite_avx2(const T* x, std::size_t 
 // Both below use the widest instruction set selected for the small-batch kernels (the
 // baseline when those are off).
 
-// a[i] = F(z[i]), i < n.
+// a[i] = F(z[i]), i < n; z == a (in place) is allowed.
 template <Function F, class T>
 void map_array(const T* z, T* a, std::size_t n) {
 #if defined(DELTAPROP_MICRO_X86)
