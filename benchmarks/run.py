@@ -285,17 +285,52 @@ def work(cfg, rows):
     return steps, m, steps * per_step
 
 
-# ---- the GEMM peak of deltaprop's BLAS (SciPy's), on the configuration's products ------------
+# ---- the GEMM peak of deltaprop's BLAS, on the configuration's products ----------------------
+
+def deltaprop_gemm(dtype):
+    """(name, gemm) for the BLAS deltaprop's core multiplies with (deltaprop.get_blas()):
+    gemm(alpha, a, b, beta=, c=, trans_a=, trans_b=, overwrite_c=1) on column-major
+    (F-contiguous) arrays, as scipy.linalg.blas's wrappers take them. SciPy's: those wrappers
+    (f2py). MKL's: its sgemm_/dgemm_ through ctypes, from the library deltaprop loaded."""
+    import ctypes
+
+    import numpy as np
+    import deltaprop
+    from deltaprop import _blas
+
+    name = deltaprop.get_blas()
+    double = np.dtype(dtype) == np.float64
+    if name == "scipy":
+        from scipy.linalg import blas
+        return "scipy.linalg.blas (SciPy's OpenBLAS)", blas.dgemm if double else blas.sgemm
+    routine = getattr(_blas._libraries[name], "dgemm_" if double else "sgemm_")
+    real = ctypes.c_double if double else ctypes.c_float
+    flags = {0: ctypes.c_char(b"N"), 1: ctypes.c_char(b"T")}
+
+    def gemm(alpha, a, b, beta=0.0, c=None, trans_a=0, trans_b=0, overwrite_c=1):
+        m = a.shape[1] if trans_a else a.shape[0]
+        k = a.shape[0] if trans_a else a.shape[1]
+        n = b.shape[0] if trans_b else b.shape[1]
+        integer = ctypes.c_int
+        routine(ctypes.byref(flags[trans_a]), ctypes.byref(flags[trans_b]),
+                ctypes.byref(integer(m)), ctypes.byref(integer(n)), ctypes.byref(integer(k)),
+                ctypes.byref(real(alpha)), ctypes.c_void_p(a.ctypes.data),
+                ctypes.byref(integer(max(1, a.shape[0]))), ctypes.c_void_p(b.ctypes.data),
+                ctypes.byref(integer(max(1, b.shape[0]))), ctypes.byref(real(beta)),
+                ctypes.c_void_p(c.ctypes.data), ctypes.byref(integer(max(1, c.shape[0]))))
+        return c
+
+    return f"{name} (ctypes)", gemm
+
 
 def gemm_peak(cfg, m, min_time=0.05, repeats=7):
-    """Best time of the step's GEMM sequence through scipy.linalg.blas (the library deltaprop's
-    core calls, through scipy.linalg.cython_blas). Each f2py call costs a fixed overhead that
-    the C++ core does not pay; it is measured on a 1x1x1 product and also reported subtracted."""
+    """Best time of the step's GEMM sequence through the BLAS deltaprop's core calls
+    (deltaprop_gemm). Each call from Python costs a fixed overhead that the C++ core does not
+    pay; it is measured on a 1x1x1 product and also reported subtracted."""
     import numpy as np
-    from scipy.linalg import blas
 
     dtype = np.dtype(cfg.dtype)
-    gemm = blas.dgemm if dtype == np.float64 else blas.sgemm
+    blas_name, gemm = deltaprop_gemm(dtype)
     rng = np.random.default_rng(1)
     calls, plain = [], []
     for _, M, N, K, ta, tb in gemm_shapes(cfg, m):
@@ -371,7 +406,8 @@ def gemm_peak(cfg, m, min_time=0.05, repeats=7):
             return time.perf_counter() - start
 
         others["torch"] = flops / best_per_loop(torch_sequence) / 1e9
-    return {"seconds_per_step": seconds, "call_overhead_s": overhead, "calls_per_step": len(calls),
+    return {"blas": blas_name,
+            "seconds_per_step": seconds, "call_overhead_s": overhead, "calls_per_step": len(calls),
             "seconds_per_step_corrected": corrected, "flops_per_step": flops,
             "gflops": flops / seconds / 1e9,
             "gflops_corrected": None if corrected is None else flops / corrected / 1e9,
@@ -380,9 +416,8 @@ def gemm_peak(cfg, m, min_time=0.05, repeats=7):
 
 def square_gemm_peak(dtype, n=1024, repeats=5):
     import numpy as np
-    from scipy.linalg import blas
 
-    gemm = blas.dgemm if np.dtype(dtype) == np.float64 else blas.sgemm
+    gemm = deltaprop_gemm(dtype)[1]
     a = np.asfortranarray(np.random.default_rng(2).random((n, n)).astype(dtype))
     c = np.zeros((n, n), dtype, order="F")
     gemm(1.0, a, a, beta=0.0, c=c, overwrite_c=1)
@@ -561,9 +596,10 @@ def report_config(run, out):
     if peak:
         corrected = (f"{peak['gflops_corrected']:.1f}" if peak["gflops_corrected"]
                      else "not measurable from Python")
-        out(f"  GEMM peak of the BLAS (scipy.linalg.blas) on this step's {peak['calls_per_step']} "
+        out(f"  GEMM peak of deltaprop's BLAS ({peak.get('blas', 'scipy.linalg.blas')}) on this "
+            f"step's {peak['calls_per_step']} "
             f"products: {corrected} GFLOP/s ({peak['gflops']:.1f} with the "
-            f"{peak['call_overhead_s'] * 1e6:.2f} us/call f2py overhead); 1024^3 GEMM: "
+            f"{peak['call_overhead_s'] * 1e6:.2f} us/call overhead from Python); 1024^3 GEMM: "
             f"{peak['square_1024_gflops']:.1f} GFLOP/s")
         others = peak.get("other_libraries_gflops") or {}
         if others:

@@ -233,9 +233,20 @@ Fn blas_routine(const char* name) {
 
 PYBIND11_MODULE(_engine, m) {
     m.doc() = "deltaprop's stateful network engine (pybind11 over csrc/deltaprop).";
-    // Share SciPy's BLAS: its cython_blas exports sgemm/dgemm as capsules.
-    deltaprop::blas::set_gemm(blas_routine<deltaprop::blas::sgemm_fn>("sgemm"),
-                              blas_routine<deltaprop::blas::dgemm_fn>("dgemm"));
+    // Share SciPy's BLAS: its cython_blas exports sgemm/dgemm as capsules. (deltaprop._blas
+    // may hand over another at import: DELTAPROP_BLAS, deltaprop.set_blas.)
+    auto use_scipy_gemm = [] {
+        deltaprop::blas::set_gemm(blas_routine<deltaprop::blas::sgemm_fn>("sgemm"),
+                                  blas_routine<deltaprop::blas::dgemm_fn>("dgemm"));
+    };
+    use_scipy_gemm();
+    m.def("_use_scipy_gemm", use_scipy_gemm, "Multiply with SciPy's BLAS (the default).");
+    m.def("_set_gemm", [](std::uintptr_t sgemm, std::uintptr_t dgemm) {
+        deltaprop::blas::set_gemm(reinterpret_cast<deltaprop::blas::sgemm_fn>(sgemm),
+                                  reinterpret_cast<deltaprop::blas::dgemm_fn>(dgemm));
+    }, py::arg("sgemm_address"), py::arg("dgemm_address"),
+       "Hand the core another BLAS's sgemm_/dgemm_ (Fortran interface, 32-bit integers), as "
+       "addresses; deltaprop._blas.use_blas calls it. The library must stay loaded.");
     m.def("_set_small_product_limit", [](std::size_t limit) {
         const std::size_t previous = deltaprop::blas::small_product_limit;
         deltaprop::blas::small_product_limit = limit;

@@ -19,6 +19,17 @@ ctypedef fused floating:
 set_gemm(sgemm, dgemm)
 
 
+def _use_scipy_gemm():
+    """Multiply with SciPy's BLAS (the default)."""
+    set_gemm(sgemm, dgemm)
+
+
+def _set_gemm(size_t sgemm_address, size_t dgemm_address):
+    """Hand the core another BLAS's sgemm_/dgemm_ (Fortran interface, 32-bit integers), as
+    addresses; deltaprop._blas.use_blas calls it. The library must stay loaded."""
+    set_gemm(<sgemm_fn>sgemm_address, <dgemm_fn>dgemm_address)
+
+
 def _set_small_product_limit(size_t limit):
     """Products of at most ``limit`` multiply-adds use the plain-loop kernel, larger ones the
     BLAS (for tests and benchmarks); returns the previous limit."""
