@@ -16,8 +16,8 @@
 //   - the step's products back to back through the core's blas::gemm, and straight to the
 //     BLAS ("GEMM peak": the BLAS's speed on exactly these shapes); train_epoch's GFLOP/s is
 //     reported as a fraction of the latter;
-//   - once, one core's FMA peak (multiply-adds on registers only, with the kernels'
-//     instruction set), and every product's GFLOP/s as a fraction of it.
+//   - per configuration, one core's FMA peak (multiply-adds on registers only, with the
+//     kernels' instruction set) just before it, and every product's GFLOP/s as a fraction.
 // P3 also times P5's inference: predict on 10000 rows through the same network.
 //
 //   bench [--config P1-f64|P1-f32|P2-b10|P2-b32|P3|P4|all] [--threads N] [--repeats R]
@@ -244,8 +244,6 @@ double measure_fma_peak(const Options& opt) {
     const Stat s = time_call([&] { sink = sink + loop.run(iterations); }, opt);
     return loop.flops_per_iteration * double(iterations) / s.median / 1e9;
 }
-double fma_peak_float32 = 0, fma_peak_float64 = 0;  // measured once in main
-
 // ---- one configuration -------------------------------------------------------------------------
 
 template <class T>
@@ -308,10 +306,11 @@ struct Bench {
         return f;
     }
 
-    // GFLOP/s of `flops` in `seconds` as a fraction of one core's FMA peak (measured in main).
-    static double fma_share(double flops, double seconds) {
-        const double peak = sizeof(T) == sizeof(float) ? fma_peak_float32 : fma_peak_float64;
-        return flops / seconds / 1e9 / peak;
+    // One core's FMA peak for T, measured again just before the pieces (the clock of this
+    // shared machine moves within minutes), and `flops` in `seconds` as a fraction of it.
+    double fma_peak = 0;
+    double fma_share(double flops, double seconds) const {
+        return flops / seconds / 1e9 / fma_peak;
     }
 
     void row(const char* what, const Stat& s, double per, double flops, const char* extra = "") {
@@ -332,6 +331,10 @@ struct Bench {
                     act_name(cfg.hidden), act_name(cfg.output),
                     cfg.loss == dp::Loss::quadratic ? "quadratic" : "categorical_crossentropy",
                     B, cfg.eta, cfg.f64 ? "float64" : "float32", rows, rows / B);
+        fma_peak = measure_fma_peak<T>(opt);
+        std::printf("  FMA peak of one core now (multiply-adds on registers only, %s instructions "
+                    "as the small-batch kernels): %.1f GFLOP/s\n",
+                    dp::micro::isa_name(dp::micro::selected_isa.load()), fma_peak);
         std::printf("  %-28s %10s %10s %10s %9s %12s\n", "what", "median", "IQR", "best", "GFLOP/s",
                     "samples/s");
 
@@ -654,12 +657,6 @@ int main(int argc, char** argv) {
     std::printf("deltaprop native benchmark; BLAS: %s; threads %d; median of %d measurements "
                 "(each >= %g s; epochs: one per measurement)\n",
                 BLAS_SYMBOL(openblas_get_config)(), opt.threads, opt.repeats, opt.min_time);
-    fma_peak_float32 = measure_fma_peak<float>(opt);
-    fma_peak_float64 = measure_fma_peak<double>(opt);
-    std::printf("FMA peak of one core (independent multiply-adds on registers, %s instructions "
-                "as the small-batch kernels): float32 %.1f GFLOP/s, float64 %.1f GFLOP/s\n",
-                dp::micro::isa_name(dp::micro::selected_isa.load()), fma_peak_float32,
-                fma_peak_float64);
     bool any = false;
     for (const Config& cfg : all_configs()) {
         const bool chosen = opt.config == "all" || opt.config == cfg.name ||
