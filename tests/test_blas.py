@@ -114,3 +114,20 @@ def test_environment_variable_chooses_at_import():
         assert (code, output) == (0, "mkl")
     else:
         assert code != 0 and "deltaprop[mkl]" in output
+
+
+def test_mkl_that_cannot_be_loaded_is_an_import_error(tmp_path):
+    broken = tmp_path / "libmkl_rt.so.2"
+    broken.write_bytes(b"not a shared library")
+    with pytest.raises(ImportError, match=r"MKL is installed but .*libmkl_rt\.so\.2 could not be loaded"):
+        _blas._load_mkl(str(broken))
+
+
+@pytest.mark.parametrize("name, is_runtime", [
+    ("libmkl_rt.so.2", True), ("libmkl_rt.so", True), ("libmkl_rt.2.dylib", True),
+    ("mkl_rt.2.dll", True), ("mkl_rt.lib", False), ("libmkl_rt.a", False),
+    ("libmkl_core.so.2", False), ("libmkl_rt_extra.so", False),
+])
+def test_mkl_runtime_library_names(name, is_runtime):
+    """The file of the 'mkl' distribution deltaprop loads, as each platform's wheel names it."""
+    assert bool(_blas._MKL_RUNTIME.match(name)) is is_runtime

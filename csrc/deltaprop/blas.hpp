@@ -3,6 +3,7 @@
 // wheel shares the OpenBLAS SciPy already loaded.
 #pragma once
 
+#include <atomic>
 #include <climits>
 #include <cstddef>
 #include <stdexcept>
@@ -15,15 +16,17 @@ using sgemm_fn = void (*)(char*, char*, int*, int*, int*, float*, float*, int*, 
 using dgemm_fn = void (*)(char*, char*, int*, int*, int*, double*, double*, int*, double*,
                           int*, double*, double*, int*);
 
-// One pair per loaded module (each extension registers its own at import).
-inline sgemm_fn registered_sgemm = nullptr;
-inline dgemm_fn registered_dgemm = nullptr;
+// One pair per loaded module (each extension registers its own at import). Atomic: the
+// Python side may switch the BLAS (deltaprop.set_blas) while another thread trains without
+// the GIL; each product then calls one library or the other, both kept loaded.
+inline std::atomic<sgemm_fn> registered_sgemm{nullptr};
+inline std::atomic<dgemm_fn> registered_dgemm{nullptr};
 
 inline void set_gemm(sgemm_fn sgemm, dgemm_fn dgemm) {
     if (sgemm == nullptr || dgemm == nullptr)
         throw std::invalid_argument("set_gemm: sgemm and dgemm must both be non-null");
-    registered_sgemm = sgemm;
-    registered_dgemm = dgemm;
+    registered_sgemm.store(sgemm, std::memory_order_release);
+    registered_dgemm.store(dgemm, std::memory_order_release);
 }
 
 inline int as_blas_int(std::size_t value, const char* what) {
@@ -38,11 +41,13 @@ template <class T>
 void fortran_gemm(char* ta, char* tb, int* m, int* n, int* k, T* alpha, T* a, int* lda, T* b,
                   int* ldb, T* beta, T* c, int* ldc) {
     if constexpr (sizeof(T) == sizeof(float)) {
-        if (registered_sgemm == nullptr) throw std::logic_error("deltaprop: no sgemm registered");
-        registered_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        const sgemm_fn sgemm = registered_sgemm.load(std::memory_order_acquire);
+        if (sgemm == nullptr) throw std::logic_error("deltaprop: no sgemm registered");
+        sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     } else {
-        if (registered_dgemm == nullptr) throw std::logic_error("deltaprop: no dgemm registered");
-        registered_dgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        const dgemm_fn dgemm = registered_dgemm.load(std::memory_order_acquire);
+        if (dgemm == nullptr) throw std::logic_error("deltaprop: no dgemm registered");
+        dgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     }
 }
 

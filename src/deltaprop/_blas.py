@@ -5,8 +5,9 @@ those are SciPy's (its bundled OpenBLAS, through ``scipy.linalg.cython_blas``). 
 MKL is installed (``pip install "deltaprop[mkl]"``, x86-64) its GEMM is used instead: on this
 project's development machine it ran the 784-1024-1024-10 step's products 1.27x faster than
 SciPy's OpenBLAS 0.3.30, at the speed PyTorch's CPU build gets from it
-(``benchmarks/README.md``). Only the large-batch path and ``predict`` call the BLAS; batches
-of up to 128 rows use deltaprop's own kernels whichever is chosen.
+(``benchmarks/README.md``). The BLAS takes every large product: training on batches of
+more than 128 rows, ``predict``, and on smaller batches BP2's ``D W`` (the forward and
+weight-gradient products of those run in deltaprop's own kernels whichever is chosen).
 
 Chosen at import by the environment variable ``DELTAPROP_BLAS`` (``auto``, the default: MKL
 if installed, else SciPy; ``scipy``; ``mkl``), and at run time by :func:`set_blas`. The
@@ -18,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import importlib.metadata
 import os
+import re
 import threading
 import warnings
 
@@ -34,6 +36,12 @@ _in_use = "scipy"  # what the bindings registered at import
 _libraries: dict[str, ctypes.CDLL] = {}
 
 
+# MKL's single dynamic library as the 'mkl' wheels name it: libmkl_rt.so.2 (Linux),
+# libmkl_rt.2.dylib (macOS), mkl_rt.2.dll (Windows), with or without the version.
+_MKL_RUNTIME = re.compile(r"^(lib)?mkl_rt(\.\d+)*\.(so(\.\d+)*|dylib|dll)$")
+_MKL_INTERFACE_LP64 = 0  # mkl_service.h: 32-bit integers, what the core passes
+
+
 def _mkl_runtime_path() -> str | None:
     """The path of MKL's single dynamic library (mkl_rt) in the 'mkl' distribution, if any."""
     try:
@@ -41,12 +49,25 @@ def _mkl_runtime_path() -> str | None:
     except importlib.metadata.PackageNotFoundError:
         return None
     for file in files:
-        name = file.name.lower()
-        if name.startswith(("libmkl_rt.so", "libmkl_rt.dylib", "mkl_rt")) and not name.endswith(
-            (".lib", ".a")
-        ):
+        if _MKL_RUNTIME.match(file.name.lower()):
             return str(file.locate())
     return None
+
+
+def _load_mkl(path: str) -> ctypes.CDLL:
+    try:
+        library = ctypes.CDLL(path)
+    except OSError as error:
+        raise ImportError(f"Intel's MKL is installed but {path} could not be loaded: {error}") from error
+    # The core passes 32-bit integers; MKL_INTERFACE_LAYER=ILP64 in the environment would
+    # make mkl_rt read them as 64-bit. Setting the layer first overrides the variable.
+    set_layer = getattr(library, "MKL_Set_Interface_Layer", None)
+    if set_layer is not None and set_layer(_MKL_INTERFACE_LP64) != _MKL_INTERFACE_LP64:
+        raise ImportError(
+            "MKL could not be switched to its LP64 interface (32-bit integers), which deltaprop "
+            "calls it with; was MKL already loaded with MKL_INTERFACE_LAYER=ILP64?"
+        )
+    return library
 
 
 def _mkl_gemm_addresses() -> tuple[int, int]:
@@ -58,7 +79,7 @@ def _mkl_gemm_addresses() -> tuple[int, int]:
                 "environment (no 'mkl' distribution with an mkl_rt library); install it with "
                 "pip install \"deltaprop[mkl]\", or choose 'scipy'"
             )
-        _libraries["mkl"] = ctypes.CDLL(path)
+        _libraries["mkl"] = _load_mkl(path)
     library = _libraries["mkl"]
     for s_name, d_name in (("sgemm_", "dgemm_"), ("sgemm", "dgemm"), ("SGEMM", "DGEMM")):
         try:
@@ -98,7 +119,7 @@ def set_blas(name: str = "auto") -> str:
                 try:
                     addresses = _mkl_gemm_addresses()
                     name = "mkl"
-                except (OSError, ImportError) as error:  # installed, not loadable: keep SciPy's
+                except ImportError as error:  # installed, not loadable: keep SciPy's
                     warnings.warn(f"deltaprop: MKL is installed but could not be loaded "
                                   f"({error}); using SciPy's BLAS", RuntimeWarning, stacklevel=2)
         elif name == "mkl":

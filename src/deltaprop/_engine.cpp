@@ -246,7 +246,7 @@ PYBIND11_MODULE(_engine, m) {
                                   reinterpret_cast<deltaprop::blas::dgemm_fn>(dgemm));
     }, py::arg("sgemm_address"), py::arg("dgemm_address"),
        "Hand the core another BLAS's sgemm_/dgemm_ (Fortran interface, 32-bit integers), as "
-       "addresses; deltaprop._blas.use_blas calls it. The library must stay loaded.");
+       "addresses; deltaprop.set_blas calls it. The library must stay loaded.");
     m.def("_set_small_product_limit", [](std::size_t limit) {
         const std::size_t previous = deltaprop::blas::small_product_limit;
         deltaprop::blas::small_product_limit = limit;

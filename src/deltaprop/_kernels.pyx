@@ -26,7 +26,7 @@ def _use_scipy_gemm():
 
 def _set_gemm(size_t sgemm_address, size_t dgemm_address):
     """Hand the core another BLAS's sgemm_/dgemm_ (Fortran interface, 32-bit integers), as
-    addresses; deltaprop._blas.use_blas calls it. The library must stay loaded."""
+    addresses; deltaprop.set_blas calls it. The library must stay loaded."""
     set_gemm(<sgemm_fn>sgemm_address, <dgemm_fn>dgemm_address)
 
 
