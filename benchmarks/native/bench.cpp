@@ -142,9 +142,10 @@ std::vector<Config> all_configs() {
 // Independent vector multiply-adds on registers only, compiled for the instruction set the
 // small-batch kernels run (micro::selected_isa): the most one core does today. The kernels'
 // GFLOP/s are read against it in the same run, since this machine's clock varies from day to
-// day (register-only loops measured 210-240 GFLOP/s float32 on earlier days, 170 on
-// 2026-12-03). The kernels' operands stream from L1, as any real product's do; this loop
-// loads nothing, so it is a bound, not a target.
+// day and on a busy day within minutes (register-only loops measured 210-240 GFLOP/s float32
+// on earlier days, 108-171 on 2026-12-03). The kernels' operands stream from L1, as any real
+// product's do; this loop loads nothing, so it is a bound, not a target.
+
 // Hides a value from the optimizer (an empty asm that may change it): in a vector register
 // where the constraint exists, else through memory.
 #if defined(__x86_64__) || defined(__i386__)
@@ -317,8 +318,8 @@ struct Bench {
         return f;
     }
 
-    // One core's FMA peak for T, measured again just before the pieces (the clock of this
-    // shared machine moves within minutes), and `flops` in `seconds` as a fraction of it.
+    // One core's FMA peak for T, measured at the start of each configuration (the clock of
+    // this shared machine moves within minutes), and `flops` in `seconds` as a fraction of it.
     double fma_peak = 0;
     double fma_share(double flops, double seconds) const {
         return flops / seconds / 1e9 / fma_peak;
