@@ -78,6 +78,20 @@ def test_forward(activation, dtype, shape, m, product_path):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_forward_every_register_block(dtype, product_path):
+    # The small-batch forward kernel works in blocks of up to 5 x 5 (rows x outputs) whose
+    # vector accumulators are summed lane by lane together, in groups; every count of rows and
+    # outputs up to two blocks and a remainder, over inputs of whole vectors plus a ragged end
+    # (35 = 2 x 16 + 3 floats, 4 x 8 + 3 doubles), so a sum written to the wrong output shows.
+    for n_out in range(1, 12):
+        layer = make_layer(35, n_out, "identity", dtype, seed=n_out)
+        for m in range(1, 13):
+            A_prev = inputs(m, 35, dtype, seed=m)
+            Z, _ = layer.forward(A_prev)
+            assert_same(Z, ref_forward(layer, A_prev)[0], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("activation", OUTPUT_ACTIVATIONS)
 def test_forward_extreme_z_is_finite(activation, dtype):
     """|z| up to 1e4: no overflow, no NaN."""
