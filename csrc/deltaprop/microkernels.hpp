@@ -356,17 +356,20 @@ DELTAPROP_ALWAYS_INLINE void forward_block(std::size_t k, const T* a, std::size_
         for (int c = 0; c < C; ++c) flat[r * C + c] = acc[r][c];
     T sums[R * C];
     lane_sums<T, Bytes, R * C>(flat, sums);
+    // The ragged end of p with all R x C sums in flight at once (one sum's terms after another
+    // was a chain of dependent multiply-adds per sum: 784-100-10's 100 x 10 product spent
+    // most of its time there, 100 = 6 x 16 + 4).
+    for (std::size_t q = p; q < k; ++q) {
+        DELTAPROP_SCALAR_LOOP(q);
+        DELTAPROP_UNROLL
+        for (int r = 0; r < R; ++r)
+            DELTAPROP_UNROLL
+            for (int c = 0; c < C; ++c) sums[r * C + c] += a[r * lda + q] * w[c * ldw + q];
+    }
     DELTAPROP_UNROLL
     for (int r = 0; r < R; ++r)
         DELTAPROP_UNROLL
-        for (int c = 0; c < C; ++c) {
-            T sum = sums[r * C + c];
-            for (std::size_t q = p; q < k; ++q) {
-                DELTAPROP_SCALAR_LOOP(q);
-                sum += a[r * lda + q] * w[c * ldw + q];
-            }
-            z[r * ldz + c] = bias[c] + sum;
-        }
+        for (int c = 0; c < C; ++c) z[r * ldz + c] = bias[c] + sums[r * C + c];
 }
 
 // Each forward block as a function of its own for its instruction set. Inlined into the loops
@@ -512,17 +515,24 @@ DELTAPROP_ALWAYS_INLINE void gradient_block(std::size_t m, const T* d, std::size
         }
 }
 
-// The same for single columns past the last whole vector, over n_out rows.
-template <Beta B, class T>
-DELTAPROP_ALWAYS_INLINE double gradient_column(std::size_t m, std::size_t n_out, const T* d,
-                                               std::size_t ldd, const T* a, std::size_t lda,
-                                               T scale, T beta, T* g, std::size_t ldg) {
+// The same for single columns past the last whole vector, over the block's J rows, whose
+// sums run side by side (one row's sum after another was a chain of dependent multiply-adds
+// as long as the batch per row and column: most of the 100 x 10 gradient of 784-100-10).
+template <Beta B, class T, int J>
+DELTAPROP_ALWAYS_INLINE double gradient_column(std::size_t m, const T* d, std::size_t ldd,
+                                               const T* a, std::size_t lda, T scale, T beta, T* g,
+                                               std::size_t ldg) {
+    T sums[J] = {};
+    for (std::size_t i = 0; i < m; ++i) {
+        const T ai = a[i * lda];
+        DELTAPROP_UNROLL
+        for (int j = 0; j < J; ++j) sums[j] += d[i * ldd + j] * ai;
+    }
     double squares = 0;
-    for (std::size_t j = 0; j < n_out; ++j) {
-        T sum = 0;
-        for (std::size_t i = 0; i < m; ++i) sum += d[i * ldd + j] * a[i * lda];
-        squares += double(sum) * double(sum);
-        g[j * ldg] = updated<B, T, T>(g[j * ldg], sum, scale, beta);
+    DELTAPROP_UNROLL
+    for (int j = 0; j < J; ++j) {
+        squares += double(sums[j]) * double(sums[j]);
+        g[j * ldg] = updated<B, T, T>(g[j * ldg], sums[j], scale, beta);
     }
     return squares;
 }
@@ -540,7 +550,7 @@ DELTAPROP_ALWAYS_INLINE double gradient_rows(std::size_t m, std::size_t n_in, co
     if (n_in < L) {  // narrower than one vector (a 2-16-1 network's first layer): columns only
         double total = 0;
         for (std::size_t c = 0; c < n_in; ++c)
-            total += gradient_column<B, T>(m, J, d, ldd, a + c, lda, scale, beta, g + c, ldg);
+            total += gradient_column<B, T, J>(m, d, ldd, a + c, lda, scale, beta, g + c, ldg);
         return total;
     }
     V squares[squares_accumulators];
@@ -555,7 +565,7 @@ DELTAPROP_ALWAYS_INLINE double gradient_rows(std::size_t m, std::size_t n_in, co
                                           prefetch, prefetch_lines);
     double total = 0;
     for (; c < n_in; ++c)
-        total += gradient_column<B, T>(m, J, d, ldd, a + c, lda, scale, beta, g + c, ldg);
+        total += gradient_column<B, T, J>(m, d, ldd, a + c, lda, scale, beta, g + c, ldg);
     V sum{};
     DELTAPROP_UNROLL
     for (int s = 0; s < squares_accumulators; ++s) sum += squares[s];
