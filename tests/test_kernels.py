@@ -82,7 +82,9 @@ def test_forward_every_register_block(dtype, product_path):
     # The small-batch forward kernel works in blocks of up to 5 x 5 (rows x outputs) whose
     # vector accumulators are summed lane by lane together, in groups; every count of rows and
     # outputs up to two blocks and a remainder, over inputs of whole vectors plus a ragged end
-    # (35 = 2 x 16 + 3 floats, 4 x 8 + 3 doubles), so a sum written to the wrong output shows.
+    # (35 inputs: 2 x 16 + 3 floats and 4 x 8 + 3 doubles with AVX-512, 4 x 8 + 3 and 8 x 4 + 3
+    # with AVX2, 8 x 4 + 3 and 17 x 2 + 1 in the baseline), so a sum written to the wrong
+    # output shows.
     for n_out in range(1, 12):
         layer = make_layer(35, n_out, "identity", dtype, seed=n_out)
         for m in range(1, 13):

@@ -67,8 +67,8 @@ inline const char* isa_name(Isa isa) {
 // vectorizing it behind run-time alias checks and a remainder loop of its own. That code
 // cost more than the few iterations themselves (P4's batch-1 step: 214 -> 190 ns without
 // it) and, in the forward kernel, took registers from the main loop, which then spilled an
-// accumulator and reloaded row pointers from the stack every iteration: without it
-// 784-100-10's forward product at batch 10 runs at 161 instead of 137 GFLOP/s (float32).
+// accumulator and reloaded row pointers from the stack every iteration: with it,
+// 784-100-10's forward product at batch 10 ran at 161 instead of 137 GFLOP/s (float32).
 #define DELTAPROP_SCALAR_LOOP(index) __asm__("" : "+r"(index))
 #endif
 
@@ -232,8 +232,12 @@ DELTAPROP_ALWAYS_INLINE T lane_sum(const Vector<T, Bytes>& v) {
 // (30 shuffles and 15 adds for 16 vectors of floats instead of 64 and 64). The epilogue of
 // 784-100-10's forward block was ~12% of the product in float32 (the fixed cost per block,
 // measured at several inner sizes).
-#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
-#define DELTAPROP_HAVE_SHUFFLEVECTOR 1
+// __builtin_shufflevector: clang, GCC 12 and later; older GCC has __builtin_shuffle.
+// DELTAPROP_NO_SHUFFLEVECTOR forces the latter (to compile-test it with a newer GCC).
+#if defined(__has_builtin) && !defined(DELTAPROP_NO_SHUFFLEVECTOR)
+#if __has_builtin(__builtin_shufflevector)
+#define DELTAPROP_DETAIL_SHUFFLEVECTOR 1
+#endif
 #endif
 
 // Lane o of fold's low (High = false) or high half: segments of the result are Segment / 2
@@ -244,7 +248,7 @@ constexpr int fold_index(int o) {
     return (q % 2 == 1 ? L : 0) + (q / 2) * Segment + (High ? half : 0) + t;
 }
 
-#if defined(DELTAPROP_HAVE_SHUFFLEVECTOR)
+#if defined(DELTAPROP_DETAIL_SHUFFLEVECTOR)
 template <int Segment, class V, std::size_t... O>
 DELTAPROP_ALWAYS_INLINE V fold(const V& x, const V& y, std::index_sequence<O...>) {
     constexpr int L = sizeof...(O);
@@ -256,17 +260,20 @@ DELTAPROP_ALWAYS_INLINE V fold(const V& x, const V& y, std::index_sequence<O...>
 template <int Segment, class V, std::size_t... O>
 DELTAPROP_ALWAYS_INLINE V fold(const V& x, const V& y, std::index_sequence<O...>) {
     constexpr int L = sizeof...(O);
+    // Lane indices as wide as the lanes, as __builtin_shuffle requires; constant masks.
     using Index = Vector<typename std::conditional<sizeof(x[0]) == 8, std::int64_t,
                                                    std::int32_t>::type, sizeof(V)>;
-    const V low = __builtin_shuffle(x, y, Index{fold_index<L, Segment, false>(O)...});
-    const V high = __builtin_shuffle(x, y, Index{fold_index<L, Segment, true>(O)...});
-    return low + high;
+    constexpr Index low_lanes{fold_index<L, Segment, false>(O)...};
+    constexpr Index high_lanes{fold_index<L, Segment, true>(O)...};
+    return __builtin_shuffle(x, y, low_lanes) + __builtin_shuffle(x, y, high_lanes);
 }
 #endif
+#undef DELTAPROP_DETAIL_SHUFFLEVECTOR
 
-// Folds v[first], v[first + Stride], ... (Count of them, a power of two) at segment size Segment.
-// The result's lane j holds (part of) the sum of the vector whose index among those folded is
-// j with its log2(L) bits reversed, as each level interleaves its two operands.
+// Folds v[0], ..., v[Count - 1] (Count a power of two, at most L) into one vector whose
+// segments of L / Count lanes are partial sums of one vector each (Segment = 2 L / Count is
+// the segment size its operands come in). Each level interleaves its operands' segments, so
+// with Count = L lane j holds the whole sum of v[j with its log2(L) bits reversed].
 template <class T, int Bytes, int Count, int Segment>
 DELTAPROP_ALWAYS_INLINE Vector<T, Bytes> fold_tree(const Vector<T, Bytes>* v) {
     constexpr int L = Bytes / sizeof(T);
@@ -285,8 +292,10 @@ constexpr int reverse_bits(int value, int bits) {
     return reversed;
 }
 
-// sums[i] = the sum of v[i]'s lanes, i < N; v is read in groups of L (the last one padded
-// with zero vectors, whose shuffles the compiler drops).
+// sums[i] = the sum of v[i]'s lanes, i < N; v is read in groups of L, the last one padded
+// with zero vectors (the compiler drops the folds of two zero vectors) unless it holds a
+// single vector, which lane_sum sums alone (fewer shuffles than folding it with zeros; the
+// same additions in the same order, as every fold adds lane t to lane t + S/2).
 template <class T, int Bytes, int N>
 DELTAPROP_ALWAYS_INLINE void lane_sums(const Vector<T, Bytes> (&v)[N], T (&sums)[N]) {
     using V = Vector<T, Bytes>;
@@ -295,6 +304,10 @@ DELTAPROP_ALWAYS_INLINE void lane_sums(const Vector<T, Bytes> (&v)[N], T (&sums)
     static_assert((1 << bits) == L, "lane count must be 2, 4, 8 or 16");
     DELTAPROP_UNROLL
     for (int group = 0; group < N; group += L) {
+        if (N - group == 1) {
+            sums[group] = lane_sum<T, Bytes>(v[group]);
+            break;
+        }
         V padded[L];
         DELTAPROP_UNROLL
         for (int i = 0; i < L; ++i) padded[i] = group + i < N ? v[group + i] : V{};
@@ -402,14 +415,17 @@ template <class T, int Bytes, int R, int C>
 DELTAPROP_ALWAYS_INLINE void forward_block_call(std::size_t k, const T* a, std::size_t lda,
                                                 const T* w, std::size_t ldw, const T* bias, T* z,
                                                 std::size_t ldz) {
-#if defined(DELTAPROP_MICRO_X86)
-    if constexpr (Bytes == 64)
-        return forward_block_avx512<T, R, C>(k, a, lda, w, ldw, bias, z, ldz);
-    else if constexpr (Bytes == 32)
-        return forward_block_avx2<T, R, C>(k, a, lda, w, ldw, bias, z, ldz);
-#endif
     static_assert(Bytes == 16 || Bytes == 32 || Bytes == 64, "vectors of 16, 32 or 64 bytes");
-    forward_block_generic<T, R, C>(k, a, lda, w, ldw, bias, z, ldz);
+    if constexpr (Bytes == 16) {
+        forward_block_generic<T, R, C>(k, a, lda, w, ldw, bias, z, ldz);
+    } else {
+#if defined(DELTAPROP_MICRO_X86)
+        if constexpr (Bytes == 64)
+            forward_block_avx512<T, R, C>(k, a, lda, w, ldw, bias, z, ldz);
+        else
+            forward_block_avx2<T, R, C>(k, a, lda, w, ldw, bias, z, ldz);
+#endif
+    }
 }
 
 // Forward over all rows for C output columns; the C rows of W (C * k values) stay in L1
@@ -517,7 +533,7 @@ DELTAPROP_ALWAYS_INLINE void gradient_block(std::size_t m, const T* d, std::size
 
 // The same for single columns past the last whole vector, over the block's J rows, whose
 // sums run side by side (one row's sum after another was a chain of dependent multiply-adds
-// as long as the batch per row and column: most of the 100 x 10 gradient of 784-100-10).
+// as long as the batch per row and column: most of the 10 x 100 gradient of 784-100-10).
 template <Beta B, class T, int J>
 DELTAPROP_ALWAYS_INLINE double gradient_column(std::size_t m, const T* d, std::size_t ldd,
                                                const T* a, std::size_t lda, T scale, T beta, T* g,
