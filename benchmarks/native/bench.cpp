@@ -178,30 +178,43 @@ __attribute__((always_inline)) inline T fma_chains(long iterations) {
 }
 // Chains: at least latency (4) x FMA units (2) in flight, and all in registers beside the two
 // operands (32 vector registers with AVX-512, 16 otherwise).
+constexpr int chains_wide = 24, chains_narrow = 12;  // 32 and 16 vector registers
 #if defined(DELTAPROP_MICRO_X86)
 template <class T>
-DELTAPROP_KERNEL DELTAPROP_TARGET_AVX512 T fma_chains_avx512(long n) { return fma_chains<T, 64, 24>(n); }
+DELTAPROP_KERNEL DELTAPROP_TARGET_AVX512 T fma_chains_avx512(long n) {
+    return fma_chains<T, 64, chains_wide>(n);
+}
 template <class T>
-DELTAPROP_KERNEL DELTAPROP_TARGET_AVX2 T fma_chains_avx2(long n) { return fma_chains<T, 32, 12>(n); }
+DELTAPROP_KERNEL DELTAPROP_TARGET_AVX2 T fma_chains_avx2(long n) {
+    return fma_chains<T, 32, chains_narrow>(n);
+}
 #endif
 template <class T>
-DELTAPROP_KERNEL T fma_chains_generic(long n) { return fma_chains<T, 16, 12>(n); }
+DELTAPROP_KERNEL T fma_chains_generic(long n) { return fma_chains<T, 16, chains_narrow>(n); }
 
 struct FmaLoop {
     std::function<double(long)> run;  // returns a value that depends on every chain
     double flops_per_iteration = 0;
 };
+// Flops per iteration of fma_chains: a multiply and an add per lane of every chain.
+template <class T>
+constexpr double fma_flops(int chains, int bytes) {
+    return double(chains) * double(bytes / sizeof(T)) * 2;
+}
 template <class T>
 FmaLoop fma_loop_for(dp::micro::Isa isa) {
     switch (isa) {
 #if defined(DELTAPROP_MICRO_X86)
         case dp::micro::Isa::avx512:
-            return {[](long n) { return double(fma_chains_avx512<T>(n)); }, 24.0 * 64 / sizeof(T) * 2};
+            return {[](long n) { return double(fma_chains_avx512<T>(n)); },
+                    fma_flops<T>(chains_wide, 64)};
         case dp::micro::Isa::avx2:
-            return {[](long n) { return double(fma_chains_avx2<T>(n)); }, 12.0 * 32 / sizeof(T) * 2};
+            return {[](long n) { return double(fma_chains_avx2<T>(n)); },
+                    fma_flops<T>(chains_narrow, 32)};
 #endif
         default:
-            return {[](long n) { return double(fma_chains_generic<T>(n)); }, 12.0 * 16 / sizeof(T) * 2};
+            return {[](long n) { return double(fma_chains_generic<T>(n)); },
+                    fma_flops<T>(chains_narrow, 16)};
     }
 }
 

@@ -15,13 +15,13 @@ ctypedef fused floating:
     float
     double
 
-# Share SciPy's BLAS with the core (the one GEMM seam, csrc/deltaprop/blas.hpp).
-set_gemm(sgemm, dgemm)
-
-
 def _use_scipy_gemm():
     """Multiply with SciPy's BLAS (the default)."""
     set_gemm(sgemm, dgemm)
+
+
+# Share SciPy's BLAS with the core (the one GEMM seam, csrc/deltaprop/blas.hpp).
+_use_scipy_gemm()
 
 
 def _set_gemm(size_t sgemm_address, size_t dgemm_address):
