@@ -93,6 +93,61 @@ def test_forward_every_register_block(dtype, product_path):
             assert_same(Z, ref_forward(layer, A_prev)[0], dtype)
 
 
+def at_phase(array, phase):
+    """A C-contiguous copy of ``array`` whose data starts ``phase`` bytes past a 64-byte
+    boundary (NumPy itself promises only 16)."""
+    buffer = np.empty(array.nbytes + 128, np.uint8)
+    start = (-buffer.ctypes.data) % 64 + phase
+    placed = buffer[start:start + array.nbytes].view(array.dtype).reshape(array.shape)
+    placed[...] = array
+    assert placed.ctypes.data % 64 == phase
+    return placed
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_products_of_rows_off_a_cache_line(dtype, product_path):
+    # When X's rows and W's start at the same offset past a 64-byte boundary and are whole
+    # vectors long, the AVX-512 kernels read them as aligned vectors, the first and last
+    # masked (a row of 64 floats spans 5 lines then, not 4, and each vector is split across
+    # two lines unless so read). The forward product's accumulators then hold their lanes
+    # rotated, and are put back before their sums: Z and the SGD-updated W must be the same
+    # bit for bit as from aligned copies, at every offset, for blocks of every size (m and
+    # n_out up to two blocks and a remainder), and right against the reference.
+    from deltaprop import _kernels
+
+    itemsize = np.dtype(dtype).itemsize
+    code = dp._names.ACTIVATION_CODES["identity"]
+    for n_in in (64, 128):  # 4 and 8 vectors of floats, 8 and 16 of doubles
+        for m, n_out in [(1, 1), (3, 11), (10, 7), (12, 10), (32, 5)]:
+            rng = np.random.default_rng(n_in + m + n_out)
+            A_prev = rng.uniform(-2, 2, (m, n_in)).astype(dtype)
+            W = rng.uniform(-1, 1, (n_out, n_in)).astype(dtype)
+            b = rng.uniform(-1, 1, n_out).astype(dtype)
+            D = rng.uniform(-1, 1, (m, n_out)).astype(dtype)
+            expected = {}
+            for phase in range(0, 64, itemsize):
+                A_at, W_at = at_phase(A_prev, phase), at_phase(W, phase)
+                Z, A = np.empty((m, n_out), dtype), np.empty((m, n_out), dtype)
+                _kernels.forward(code, A_at, W_at, b, Z, A)
+                steps = {}
+                for beta in (0.0, 1.0, 0.5):
+                    G = at_phase(W, phase)
+                    _kernels.weight_gradient(D, A_at, -0.3, beta, G)
+                    steps[beta] = G
+                if phase == 0:
+                    assert_same(Z, A_prev @ W.T + b, dtype)
+                    for beta, G in steps.items():
+                        assert_same(G, (-0.3 * (D.T @ A_prev) + beta * W).astype(dtype), dtype)
+                    expected = {"Z": Z, **steps}
+                    continue
+                where = f"{phase} bytes past a line, m={m}, n_out={n_out}, n_in={n_in}"
+                np.testing.assert_array_equal(Z, expected["Z"], err_msg=f"Z, {where}")
+                for beta, G in steps.items():
+                    np.testing.assert_array_equal(G, expected[beta],
+                                                  err_msg=f"W, beta={beta}, {where}")
+                np.testing.assert_array_equal(A_at, A_prev)  # read only
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("activation", OUTPUT_ACTIVATIONS)
 def test_forward_extreme_z_is_finite(activation, dtype):

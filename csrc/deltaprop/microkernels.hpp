@@ -26,6 +26,10 @@
 #include <type_traits>
 #include <utility>
 
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+#endif
+
 namespace deltaprop::micro {
 
 enum class Isa : int { off = 0, generic = 1, avx2 = 2, avx512 = 3 };
@@ -337,6 +341,35 @@ DELTAPROP_ALWAYS_INLINE void with_remainder(std::size_t count, Body&& body) {
     }
 }
 
+// The end of a forward block: the lane sums of its R x C accumulators, the ragged end of p
+// (from p to k) with all R x C sums in flight at once (one sum's terms after another was a
+// chain of dependent multiply-adds per sum: 784-100-10's 100 x 10 product spent most of its
+// time there, 100 = 6 x 16 + 4), and Z = bias + sums.
+template <class T, int Bytes, int R, int C>
+DELTAPROP_ALWAYS_INLINE void forward_block_end(const Vector<T, Bytes> (&acc)[R][C], std::size_t p,
+                                               std::size_t k, const T* a, std::size_t lda,
+                                               const T* w, std::size_t ldw, const T* bias, T* z,
+                                               std::size_t ldz) {
+    Vector<T, Bytes> flat[R * C];
+    DELTAPROP_UNROLL
+    for (int r = 0; r < R; ++r)
+        DELTAPROP_UNROLL
+        for (int c = 0; c < C; ++c) flat[r * C + c] = acc[r][c];
+    T sums[R * C];
+    lane_sums<T, Bytes, R * C>(flat, sums);
+    for (std::size_t q = p; q < k; ++q) {
+        DELTAPROP_SCALAR_LOOP(q);
+        DELTAPROP_UNROLL
+        for (int r = 0; r < R; ++r)
+            DELTAPROP_UNROLL
+            for (int c = 0; c < C; ++c) sums[r * C + c] += a[r * lda + q] * w[c * ldw + q];
+    }
+    DELTAPROP_UNROLL
+    for (int r = 0; r < R; ++r)
+        DELTAPROP_UNROLL
+        for (int c = 0; c < C; ++c) z[r * ldz + c] = bias[c] + sums[r * C + c];
+}
+
 // Forward, one R x C block: Z[r,c] = bias[c] + sum_p A[r,p] W[c,p], with R x C vector
 // accumulators along p and the ragged end of p done in scalars.
 template <class T, int Bytes, int R, int C>
@@ -362,27 +395,117 @@ DELTAPROP_ALWAYS_INLINE void forward_block(std::size_t k, const T* a, std::size_
             for (int c = 0; c < C; ++c) acc[r][c] += av * wv[c];
         }
     }
-    V flat[R * C];
-    DELTAPROP_UNROLL
-    for (int r = 0; r < R; ++r)
-        DELTAPROP_UNROLL
-        for (int c = 0; c < C; ++c) flat[r * C + c] = acc[r][c];
-    T sums[R * C];
-    lane_sums<T, Bytes, R * C>(flat, sums);
-    // The ragged end of p with all R x C sums in flight at once (one sum's terms after another
-    // was a chain of dependent multiply-adds per sum: 784-100-10's 100 x 10 product spent
-    // most of its time there, 100 = 6 x 16 + 4).
-    for (std::size_t q = p; q < k; ++q) {
-        DELTAPROP_SCALAR_LOOP(q);
-        DELTAPROP_UNROLL
-        for (int r = 0; r < R; ++r)
-            DELTAPROP_UNROLL
-            for (int c = 0; c < C; ++c) sums[r * C + c] += a[r * lda + q] * w[c * ldw + q];
+    forward_block_end<T, Bytes, R, C>(acc, p, k, a, lda, w, ldw, bias, z, ldz);
+}
+
+#if defined(DELTAPROP_MICRO_X86)
+// Rows that start off lanes past a 64-byte boundary, read as whole aligned vectors with
+// AVX-512 masked loads and stores (masked-off lanes are neither read nor written, so the
+// bytes before a row's start and past its end are never touched).
+//
+// Why: NumPy aligns arrays to 16 bytes, and a 64-byte load from a row that starts mid-line
+// straddles two cache lines (784-100-10's products ran 1.2-1.6x slower on such rows of X
+// and W), so train_epoch copied each batch to an aligned buffer, which cost 784-100-10's
+// epoch at batch 32 4.2% (26.76 against 25.67 ms, the engine over NumPy's X and over an
+// aligned copy, alternating). When W's rows start at the same offset as X's
+// (Network::train_epoch keeps the first layer's W so for the epoch) and a row is whole
+// vectors (k = K L), each row is K aligned vectors: the one at row - off holds its first
+// L - off values in lanes off.., the one at row + k - off its last off values in lanes
+// 0..off-1, and the K - 1 between them are whole. Read so, the products take 1-4% longer
+// than on aligned rows (the forward one runs K + 1 steps, see forward_block_shifted).
+template <class T>
+struct Masked512 {
+    using V = Vector<T, 64>;
+    static constexpr bool single = sizeof(T) == 4;
+    DELTAPROP_ALWAYS_INLINE DELTAPROP_TARGET_AVX512 static V load(unsigned mask, const T* p) {
+        if constexpr (single) return (V)_mm512_maskz_load_ps(static_cast<__mmask16>(mask), p);
+        else return (V)_mm512_maskz_load_pd(static_cast<__mmask8>(mask), p);
     }
+    // `into` with the lanes of `mask` loaded from p.
+    DELTAPROP_ALWAYS_INLINE DELTAPROP_TARGET_AVX512 static V load(V into, unsigned mask,
+                                                                  const T* p) {
+        if constexpr (single)
+            return (V)_mm512_mask_load_ps((__m512)into, static_cast<__mmask16>(mask), p);
+        else
+            return (V)_mm512_mask_load_pd((__m512d)into, static_cast<__mmask8>(mask), p);
+    }
+    DELTAPROP_ALWAYS_INLINE DELTAPROP_TARGET_AVX512 static void store(T* p, unsigned mask, V v) {
+        if constexpr (single) _mm512_mask_store_ps(p, static_cast<__mmask16>(mask), (__m512)v);
+        else _mm512_mask_store_pd(p, static_cast<__mmask8>(mask), (__m512d)v);
+    }
+};
+
+// The lanes [off, L) of a vector (a row's first L - off values, at row - off) and the rest.
+template <class T>
+constexpr unsigned head_lanes(std::size_t off) {
+    constexpr unsigned all = (1u << (64 / sizeof(T))) - 1;
+    return (all << off) & all;
+}
+template <class T>
+constexpr unsigned tail_lanes(std::size_t off) {
+    return ~head_lanes<T>(off) & ((1u << (64 / sizeof(T))) - 1);
+}
+
+// One step of forward_block_shifted: the R x C multiply-adds of the vectors at p (masked to
+// `mask` if Masked).
+template <class T, int R, int C, bool Masked>
+DELTAPROP_ALWAYS_INLINE DELTAPROP_TARGET_AVX512 void forward_shifted_step(
+    Vector<T, 64> (&acc)[R][C], std::size_t p, unsigned mask, const T* a0, std::size_t lda,
+    const T* w0, std::size_t ldw) {
+    using V = Vector<T, 64>;
+    V wv[C];
+    DELTAPROP_UNROLL
+    for (int c = 0; c < C; ++c)
+        wv[c] = Masked ? Masked512<T>::load(mask, w0 + c * ldw + p) : load<V>(w0 + c * ldw + p);
+    DELTAPROP_UNROLL
+    for (int r = 0; r < R; ++r) {
+        const V av =
+            Masked ? Masked512<T>::load(mask, a0 + r * lda + p) : load<V>(a0 + r * lda + p);
+        DELTAPROP_UNROLL
+        for (int c = 0; c < C; ++c) acc[r][c] += av * wv[c];
+    }
+}
+
+// forward_block over rows of A and W that start off lanes (0 < off < L) past a 64-byte
+// boundary, k = K L: the first vector masked to the head lanes, K - 1 whole aligned ones, the
+// last masked to the tail lanes. Lane i then sums the terms p = i - off (mod L) in the order
+// forward_block's lane (i - off) mod L does (head, body, tail: p = j, L + j, ...): the same
+// accumulators with their lanes rotated by off. lane_sums adds lane t to lane t + L/2, then
+// t to t + L/4, ..., a tree that a rotation of the lanes only permutes (each level's sums
+// are the same pairs, rotated), so Z comes out the same bit for bit wherever X lies.
+template <class T, int R, int C>
+DELTAPROP_ALWAYS_INLINE DELTAPROP_TARGET_AVX512 void forward_block_shifted(
+    std::size_t k, std::size_t off, const T* a, std::size_t lda, const T* w, std::size_t ldw,
+    const T* bias, T* z, std::size_t ldz) {
+    using V = Vector<T, 64>;
+    constexpr std::size_t L = 64 / sizeof(T);
+    const T* const a0 = a - off;  // 64-byte aligned, as are the rows after it and w0's
+    const T* const w0 = w - off;
+    V acc[R][C];
     DELTAPROP_UNROLL
     for (int r = 0; r < R; ++r)
         DELTAPROP_UNROLL
-        for (int c = 0; c < C; ++c) z[r * ldz + c] = bias[c] + sums[r * C + c];
+        for (int c = 0; c < C; ++c) acc[r][c] = V{};
+    forward_shifted_step<T, R, C, true>(acc, 0, head_lanes<T>(off), a0, lda, w0, ldw);
+    for (std::size_t p = L; p < k; p += L)
+        forward_shifted_step<T, R, C, false>(acc, p, 0, a0, lda, w0, ldw);
+    forward_shifted_step<T, R, C, true>(acc, k, tail_lanes<T>(off), a0, lda, w0, ldw);
+    forward_block_end<T, 64, R, C>(acc, k, k, a, lda, w, ldw, bias, z, ldz);
+}
+#endif
+
+// The offset in lanes, 0 < off < L, at which both A's and B's rows start past a 64-byte
+// boundary when the AVX-512 kernels can read them as aligned vectors (see Masked512): the
+// same offset for both and for every row, and rows of k = K L values. 0 otherwise.
+template <class T>
+std::size_t shared_offset(const T* a, std::size_t lda, const T* b, std::size_t ldb,
+                          std::size_t k) {
+    constexpr std::size_t L = 64 / sizeof(T);
+    const std::uintptr_t phase = reinterpret_cast<std::uintptr_t>(a) % 64;
+    if (phase == 0 || phase != reinterpret_cast<std::uintptr_t>(b) % 64 ||
+        phase % sizeof(T) != 0 || k == 0 || k % L != 0 || lda % L != 0 || ldb % L != 0)
+        return 0;
+    return phase / sizeof(T);
 }
 
 // Each forward block as a function of its own for its instruction set. Inlined into the loops
@@ -399,6 +522,12 @@ DELTAPROP_KERNEL DELTAPROP_TARGET_AVX512 void forward_block_avx512(
     forward_block<T, 64, R, C>(k, a, lda, w, ldw, bias, z, ldz);
 }
 template <class T, int R, int C>
+DELTAPROP_KERNEL DELTAPROP_TARGET_AVX512 void forward_block_shifted_avx512(
+    std::size_t k, std::size_t off, const T* a, std::size_t lda, const T* w, std::size_t ldw,
+    const T* bias, T* z, std::size_t ldz) {
+    forward_block_shifted<T, R, C>(k, off, a, lda, w, ldw, bias, z, ldz);
+}
+template <class T, int R, int C>
 DELTAPROP_KERNEL DELTAPROP_TARGET_AVX2 void forward_block_avx2(
     std::size_t k, const T* a, std::size_t lda, const T* w, std::size_t ldw, const T* bias, T* z,
     std::size_t ldz) {
@@ -411,18 +540,22 @@ DELTAPROP_KERNEL void forward_block_generic(std::size_t k, const T* a, std::size
                                             std::size_t ldz) {
     forward_block<T, 16, R, C>(k, a, lda, w, ldw, bias, z, ldz);
 }
+// off: see shared_offset (AVX-512 only; 0 for the others).
 template <class T, int Bytes, int R, int C>
-DELTAPROP_ALWAYS_INLINE void forward_block_call(std::size_t k, const T* a, std::size_t lda,
-                                                const T* w, std::size_t ldw, const T* bias, T* z,
-                                                std::size_t ldz) {
+DELTAPROP_ALWAYS_INLINE void forward_block_call(std::size_t k, std::size_t off, const T* a,
+                                                std::size_t lda, const T* w, std::size_t ldw,
+                                                const T* bias, T* z, std::size_t ldz) {
     static_assert(Bytes == 16 || Bytes == 32 || Bytes == 64, "vectors of 16, 32 or 64 bytes");
     if constexpr (Bytes == 16) {
         forward_block_generic<T, R, C>(k, a, lda, w, ldw, bias, z, ldz);
     } else {
 #if defined(DELTAPROP_MICRO_X86)
-        if constexpr (Bytes == 64)
-            forward_block_avx512<T, R, C>(k, a, lda, w, ldw, bias, z, ldz);
-        else
+        if constexpr (Bytes == 64) {
+            if (off != 0)
+                forward_block_shifted_avx512<T, R, C>(k, off, a, lda, w, ldw, bias, z, ldz);
+            else
+                forward_block_avx512<T, R, C>(k, a, lda, w, ldw, bias, z, ldz);
+        } else
             forward_block_avx2<T, R, C>(k, a, lda, w, ldw, bias, z, ldz);
 #endif
     }
@@ -431,15 +564,17 @@ DELTAPROP_ALWAYS_INLINE void forward_block_call(std::size_t k, const T* a, std::
 // Forward over all rows for C output columns; the C rows of W (C * k values) stay in L1
 // while every block of R rows of A passes over them.
 template <class T, int Bytes, int R, int C>
-DELTAPROP_ALWAYS_INLINE void forward_columns(std::size_t m, std::size_t k, const T* a,
-                                             std::size_t lda, const T* w, std::size_t ldw,
-                                             const T* bias, T* z, std::size_t ldz) {
+DELTAPROP_ALWAYS_INLINE void forward_columns(std::size_t m, std::size_t k, std::size_t off,
+                                             const T* a, std::size_t lda, const T* w,
+                                             std::size_t ldw, const T* bias, T* z,
+                                             std::size_t ldz) {
     std::size_t i = 0;
     for (; i + R <= m; i += R)
-        forward_block_call<T, Bytes, R, C>(k, a + i * lda, lda, w, ldw, bias, z + i * ldz, ldz);
+        forward_block_call<T, Bytes, R, C>(k, off, a + i * lda, lda, w, ldw, bias, z + i * ldz,
+                                           ldz);
     with_remainder<R>(m - i, [&](auto rows) DELTAPROP_INLINE_LAMBDA {
-        forward_block_call<T, Bytes, decltype(rows)::value, C>(k, a + i * lda, lda, w, ldw, bias,
-                                                          z + i * ldz, ldz);
+        forward_block_call<T, Bytes, decltype(rows)::value, C>(k, off, a + i * lda, lda, w, ldw,
+                                                               bias, z + i * ldz, ldz);
     });
 }
 
@@ -466,12 +601,14 @@ DELTAPROP_ALWAYS_INLINE void forward(std::size_t m, std::size_t n, std::size_t k
                                      std::size_t lda, const T* w, std::size_t ldw, const T* bias,
                                      T* z, std::size_t ldz) {
     if (k < Bytes / sizeof(T)) return forward_narrow(m, n, k, a, lda, w, ldw, bias, z, ldz);
+    const std::size_t off = Bytes == 64 ? shared_offset(a, lda, w, ldw, k) : 0;
     std::size_t j = 0;
     for (; j + C <= n; j += C)
-        forward_columns<T, Bytes, R, C>(m, k, a, lda, w + j * ldw, ldw, bias + j, z + j, ldz);
+        forward_columns<T, Bytes, R, C>(m, k, off, a, lda, w + j * ldw, ldw, bias + j, z + j,
+                                        ldz);
     with_remainder<C>(n - j, [&](auto columns) DELTAPROP_INLINE_LAMBDA {
-        forward_columns<T, Bytes, R, decltype(columns)::value>(m, k, a, lda, w + j * ldw, ldw,
-                                                               bias + j, z + j, ldz);
+        forward_columns<T, Bytes, R, decltype(columns)::value>(m, k, off, a, lda, w + j * ldw,
+                                                               ldw, bias + j, z + j, ldz);
     });
 }
 
@@ -552,6 +689,70 @@ DELTAPROP_ALWAYS_INLINE double gradient_column(std::size_t m, const T* d, std::s
     }
     return squares;
 }
+
+#if defined(DELTAPROP_MICRO_X86)
+// gradient_block for the one vector of columns that wraps around rows starting off lanes past
+// a 64-byte boundary (see Masked512), over J rows of G: lanes off.. are columns 0..L-off-1
+// (at row - off), lanes ..off-1 are the last off columns (at row + n_in - off). Each
+// column's sum runs over i in the same order as in gradient_block, so G comes out the same
+// bit for bit. Returns the lanes of the squares of its S.
+template <Beta B, class T, int J>
+DELTAPROP_ALWAYS_INLINE DELTAPROP_TARGET_AVX512 Vector<T, 64> gradient_block_wrapped(
+    std::size_t m, std::size_t n_in, std::size_t off, const T* d, std::size_t ldd, const T* a,
+    std::size_t lda, T scale, T beta, T* g, std::size_t ldg) {
+    using V = Vector<T, 64>;
+    using M = Masked512<T>;
+    const unsigned head = head_lanes<T>(off), tail = tail_lanes<T>(off);
+    const T* const a0 = a - off;  // 64-byte aligned, as are the rows after it and g0's
+    T* const g0 = g - off;
+    V acc[J];
+    DELTAPROP_UNROLL
+    for (int j = 0; j < J; ++j) acc[j] = V{};
+    for (std::size_t i = 0; i < m; ++i) {
+        const V av = M::load(M::load(head, a0 + i * lda), tail, a0 + i * lda + n_in);
+        DELTAPROP_UNROLL
+        for (int j = 0; j < J; ++j) acc[j] += d[i * ldd + j] * av;
+    }
+    // Every row's old values are loaded before any is stored: with ldg = n_in, row j's tail
+    // lies in the line of row j + 1's head, and a load of it just after the masked store
+    // could not be forwarded from that store (it waited for the store to complete: 784-100-10's
+    // gradient took 6% longer than from aligned rows, then 1-2%).
+    V old[J];
+    DELTAPROP_UNROLL
+    for (int j = 0; j < J; ++j)
+        old[j] = B == Beta::zero ? V{}
+                                 : M::load(M::load(head, g0 + j * ldg), tail, g0 + j * ldg + n_in);
+    V squares{};
+    DELTAPROP_UNROLL
+    for (int j = 0; j < J; ++j) {
+        squares += acc[j] * acc[j];
+        const V updated_row = updated<B, V, T>(old[j], acc[j], scale, beta);
+        M::store(g0 + j * ldg, head, updated_row);
+        M::store(g0 + j * ldg + n_in, tail, updated_row);
+    }
+    return squares;
+}
+
+// The wrapped vector of columns of every row of G; returns the sum of its squares. The
+// caller does the aligned columns between, L - off to n_in - off, with the plain kernel
+// (in a pass of its own: called from inside that kernel's loops, this call, which clobbers
+// every vector register, made GCC keep the squares accumulators in memory throughout, and
+// the aligned gradient ran 3-11% slower).
+template <Beta B, class T, int J>
+DELTAPROP_ALWAYS_INLINE DELTAPROP_TARGET_AVX512 double gradient_wrapped(
+    std::size_t m, std::size_t n_out, std::size_t n_in, std::size_t off, const T* d,
+    std::size_t ldd, const T* a, std::size_t lda, T scale, T beta, T* g, std::size_t ldg) {
+    Vector<T, 64> squares{};
+    std::size_t j = 0;
+    for (; j + J <= n_out; j += J)
+        squares += gradient_block_wrapped<B, T, J>(m, n_in, off, d + j, ldd, a, lda, scale, beta,
+                                                   g + j * ldg, ldg);
+    for (; j < n_out; ++j)
+        squares += gradient_block_wrapped<B, T, 1>(m, n_in, off, d + j, ldd, a, lda, scale, beta,
+                                                   g + j * ldg, ldg);
+    return double(lane_sum<T, 64>(squares));
+}
+#endif
 
 // Gradient over all columns for J rows of G: G's rows are written front to back, streams
 // the hardware prefetcher follows (going down the columns of G instead ran 1.4x slower on
@@ -702,6 +903,23 @@ DELTAPROP_KERNEL DELTAPROP_TARGET_AVX512 double gradient_avx512(std::size_t m, s
                                                std::size_t n_in, const T* d, std::size_t ldd,
                                                const T* a, std::size_t lda, T scale, T beta,
                                                T* g, std::size_t ldg, RowPrefetch* prefetch) {
+    constexpr std::size_t L = 64 / sizeof(T), J = 8;
+    if (const std::size_t off = shared_offset<T>(a, lda, g, ldg, n_in); off > 0) {
+        // The vector that wraps around each row, then the aligned columns between.
+        double squares;
+        if (beta == T(0))
+            squares = gradient_wrapped<Beta::zero, T, J>(m, n_out, n_in, off, d, ldd, a, lda,
+                                                         scale, beta, g, ldg);
+        else if (beta == T(1))
+            squares = gradient_wrapped<Beta::one, T, J>(m, n_out, n_in, off, d, ldd, a, lda,
+                                                        scale, beta, g, ldg);
+        else
+            squares = gradient_wrapped<Beta::any, T, J>(m, n_out, n_in, off, d, ldd, a, lda,
+                                                        scale, beta, g, ldg);
+        if (n_in == L) return squares;
+        return squares + gradient<T, 64, J, 2>(m, n_out, n_in - L, d, ldd, a + (L - off), lda,
+                                               scale, beta, g + (L - off), ldg, prefetch);
+    }
     return gradient<T, 64, 8, 2>(m, n_out, n_in, d, ldd, a, lda, scale, beta, g, ldg,
                                               prefetch);
 }
@@ -792,6 +1010,20 @@ double gradient_product(std::size_t m, std::size_t n_out, std::size_t n_in, cons
                                        prefetch);
 #else
     throw std::logic_error("deltaprop: no small-batch kernels in this build");
+#endif
+}
+
+// Whether the kernels in use read rows of k values that start where `row` does, in place and
+// as aligned vectors, from an operand whose rows start at the same offset past a 64-byte
+// boundary (AVX-512, rows of whole vectors; see detail::Masked512).
+template <class T>
+bool reads_rows_at_offset(const T* row, std::size_t k) {
+#if defined(DELTAPROP_MICRO_X86)
+    return selected_isa.load(std::memory_order_relaxed) == Isa::avx512 &&
+           detail::shared_offset<T>(row, k, row, k, k) != 0;
+#else
+    (void)row, (void)k;
+    return false;
 #endif
 }
 

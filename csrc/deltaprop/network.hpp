@@ -109,6 +109,13 @@ class Network {
         return {buffer.data() + offsets_[layer] + sizes_[layer + 1] * sizes_[layer],
                 sizes_[layer + 1]};
     }
+    // The W a training step reads and updates: weights(layer), except the first layer's during
+    // an epoch that keeps it at X's offset (see place_first_weights).
+    MatrixView<T> step_weights(std::size_t layer) {
+        if (layer == 0 && first_weights_ != nullptr)
+            return {first_weights_, sizes_[1], sizes_[0]};
+        return weights(layer);
+    }
     MatrixView<T> workspace_view(std::vector<AlignedVector<T>>& buffers, std::size_t layer) {
         check_layer(layer);
         return {buffers[layer].data(), rows_, sizes_[layer + 1]};
@@ -140,7 +147,14 @@ class Network {
     // backward_sgd on one row without dropout: each layer's step and BP2 in one pass over W.
     void backward_sgd_one_row(const MatrixView<const T>& X, T learning_rate, T shrink,
                               std::vector<double>* grad_norms);
-    bool fused_sgd_applies() const;
+    // Whether a step on `rows` rows goes through backward_sgd.
+    bool fused_sgd_applies(std::size_t rows) const;
+    // For an epoch over an X whose rows start past a 64-byte boundary: a copy of the first
+    // layer's W whose rows start at the same offset as X's (which the AVX-512 kernels then
+    // read in place as aligned vectors, see micro::reads_rows_at_offset), used by the steps
+    // in its place until return_first_weights copies it back.
+    void place_first_weights(const T* x);
+    void return_first_weights();
     // Clipping, regularization, decay and the optimizer's update, after backward.
     void apply_update(T learning_rate, EpochResult& result);
     double forward_loss(const MatrixView<const T>& Y);
@@ -163,6 +177,8 @@ class Network {
     std::vector<AlignedVector<T>> masks_, dropped_;  // dropout masks M_l and H_l = A_l * M_l
     AlignedVector<T> inference_[2];  // predict's activations, alternating between layers
     AlignedVector<T> batch_x_, batch_y_;  // a mini-batch's rows, copied (see train_epoch)
+    AlignedVector<T> first_weights_buffer_;  // holds first_weights_ (see place_first_weights)
+    T* first_weights_ = nullptr;
 
     TrainingConfig config_;
     Optimizer<T> optimizer_;
