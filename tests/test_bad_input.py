@@ -2,6 +2,8 @@
 and a refused call leaves the network unchanged. Lists, non-contiguous, Fortran-ordered,
 int and bool arrays are accepted and converted."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -606,6 +608,34 @@ def test_fit_on_an_x_off_the_64_byte_boundary(product_path, dtype, n_in, optimiz
     fit_refused(net, r"(?is)\bX\b.*NaN or Inf.*\(57, 2\)", lambda: net.fit(shifted, Y, **options), dtype)
     net.fit(aligned[:50], Y[:50], **options)  # and training goes on from them
     assert np.all(np.isfinite(net.weights[0]))
+
+
+@pytest.mark.parametrize("batch_size", [7, 150], ids=["small-batch", "blas"])
+def test_fit_check_sees_through_dead_inputs_and_overflow(product_path, batch_size):
+    """The small-batch path checks X through the first layer's Z (NaN or Inf in a row of X
+    makes the whole row of Z NaN or Inf) and scans X only when Z is not finite: an Inf under
+    an input whose weights are all 0 is still refused (Inf * 0 is NaN), and a finite X whose Z
+    overflows is trained on, not refused."""
+    X, Y = fit_data()
+    net = dp.Network(SIZES, seed=0)
+    weights = net.weights
+    weights[0][:, 1] = 0.0  # input 1 is dead
+    net.weights = weights
+    bad_X = X.copy()
+    bad_X[123, 1] = np.inf
+    fit_refused(net, r"(?is)\bX\b.*NaN or Inf.*\(123, 1\)",
+                lambda: net.fit(bad_X, Y, epochs=1, batch_size=batch_size, shuffle=False))
+    huge_X = X.copy()
+    huge_X[200, 0] = 1e308  # finite, and with weights of 10 on input 0, Z overflows to Inf
+    weights[0][:, 0] = 10.0
+    net.weights = weights
+    with np.errstate(over="ignore"):
+        assert np.all(np.isinf(huge_X[200] @ weights[0].T)), "Z overflows"
+    before = [w.copy() for w in net.weights]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the loss may diverge
+        net.fit(huge_X, Y, epochs=1, batch_size=batch_size, shuffle=False)
+    assert not np.array_equal(net.weights[1], before[1]), "trained on, not refused"
 
 
 @pytest.mark.parametrize("row, column", [(0, 0), (149, 3), (150, 1), (233, 2)])

@@ -450,17 +450,6 @@ EpochResult Network<T>::train_epoch(const MatrixView<const T>& X, const MatrixVi
             yb = MatrixView<const T>(batch_y_.data(), m, n_out);
         }
         try {
-            if (check_finite) {
-                const bool x_finite = vmath::all_finite(xb.data, xb.size());
-                if (!x_finite || !vmath::all_finite(yb.data, yb.size())) {
-                    return_first_weights();
-                    // In place: Python holds views of parameters_.
-                    std::copy(saved_parameters.begin(), saved_parameters.end(),
-                              parameters_.begin());
-                    optimizer_ = std::move(saved_optimizer);
-                    refuse_non_finite(x_finite ? yb : xb, x_finite ? "Y" : "X", order, start);
-                }
-            }
             // The next batch's rows of X, brought in while this step computes.
             const std::size_t next_start = start + m;
             micro::RowPrefetch next_batch;
@@ -472,7 +461,29 @@ EpochResult Network<T>::train_epoch(const MatrixView<const T>& X, const MatrixVi
             // Decided once per step: another thread may switch the kernels meanwhile.
             const bool fused = fused_sgd_applies(m);
             if (!fused) return_first_weights();  // apply_update works on parameters_
+            const bool small_batch_forward = micro::takes(m);
             forward_train(xb, first_step + result.steps);
+            if (check_finite) {
+                // After the forward pass, which changes no parameter: through the small-batch
+                // kernels, a NaN or Inf in X's row i makes all of Z's row i NaN or Inf (x w
+                // is NaN or +-Inf for every w, 0 included, and stays so in a sum), so a
+                // finite first-layer Z (n_1 values a row) clears X (n_0 values a row); only
+                // a Z that is not finite, which finite X can also give by overflow, has X
+                // scanned. (Not through the BLAS: a reference BLAS skips zero operands.) That
+                // scan was 1.2% of 784-100-10's checked epoch at batch 32.
+                const MatrixView<T> z = zs(0);
+                const bool x_finite =
+                    (small_batch_forward && vmath::all_finite(z.data, z.size())) ||
+                    vmath::all_finite(xb.data, xb.size());
+                if (!x_finite || !vmath::all_finite(yb.data, yb.size())) {
+                    return_first_weights();
+                    // In place: Python holds views of parameters_.
+                    std::copy(saved_parameters.begin(), saved_parameters.end(),
+                              parameters_.begin());
+                    optimizer_ = std::move(saved_optimizer);
+                    refuse_non_finite(x_finite ? yb : xb, x_finite ? "Y" : "X", order, start);
+                }
+            }
             total_cost += forward_loss(yb);
             result.correct += count_correct<T>(activations(L), yb);
             if (fused) {

@@ -84,8 +84,9 @@ class Network {
     // Mini-batches of consecutive rows of `order` (nullptr: 0..n-1), the last one possibly
     // smaller; steps are numbered from first_step (for the dropout masks). should_stop is
     // asked between steps. Allocates only if batch_size exceeds every earlier batch.
-    // check_finite: each batch is checked for NaN and Inf just before its step, while it is
-    // in cache anyway (a separate pass over X before the epoch cost fit 12% of P1's epoch);
+    // check_finite: each batch is checked for NaN and Inf as its step begins, while it is
+    // in cache anyway (a separate pass over X before the epoch cost fit 12% of P1's epoch;
+    // X through its first layer's Z where it can, see train_epoch);
     // a bad value puts the parameters and the optimizer state back as they were when the
     // epoch began and throws std::invalid_argument naming X or Y and the value's index.
     EpochResult train_epoch(const MatrixView<const T>& X, const MatrixView<const T>& Y,
