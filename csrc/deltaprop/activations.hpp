@@ -90,36 +90,39 @@ void activate(Activation f, const MatrixView<const T>& Z, const MatrixView<T>& A
 template <class T>
 void multiply_by_derivative(Activation f, const MatrixView<const T>& Z,
                             const MatrixView<const T>& A, const MatrixView<T>& D) {
+    if (f == Activation::softmax)
+        throw std::invalid_argument(
+            "softmax has no elementwise derivative: it is valid only on the output layer");
     const std::size_t n = D.size();
     const T* z = Z.data;
     const T* a = A.data;
     T* d = D.data;
-    switch (f) {
-        case Activation::identity:
-            break;
-        case Activation::sigmoid:
-            for (std::size_t i = 0; i < n; ++i) d[i] *= a[i] * (T(1) - a[i]);
-            break;
-        case Activation::tanh:
-            for (std::size_t i = 0; i < n; ++i) d[i] *= T(1) - a[i] * a[i];
-            break;
-        case Activation::relu:
-            for (std::size_t i = 0; i < n; ++i) d[i] = z[i] > T(0) ? d[i] : T(0);
-            break;
-        case Activation::leaky_relu:
-            for (std::size_t i = 0; i < n; ++i)
-                d[i] = z[i] > T(0) ? d[i] : T(leaky_relu_slope) * d[i];
-            break;
-        case Activation::elu:
-            for (std::size_t i = 0; i < n; ++i) d[i] = z[i] > T(0) ? d[i] : d[i] * (a[i] + T(1));
-            break;
-        case Activation::softplus:
-            for (std::size_t i = 0; i < n; ++i) d[i] *= sigmoid(z[i]);
-            break;
-        case Activation::softmax:
-            throw std::invalid_argument(
-                "softmax has no elementwise derivative: it is valid only on the output layer");
-    }
+    micro::with_selected_isa([&]() DELTAPROP_INLINE_LAMBDA {
+        switch (f) {
+            case Activation::sigmoid:
+                for (std::size_t i = 0; i < n; ++i) d[i] *= a[i] * (T(1) - a[i]);
+                break;
+            case Activation::tanh:
+                for (std::size_t i = 0; i < n; ++i) d[i] *= T(1) - a[i] * a[i];
+                break;
+            case Activation::relu:
+                for (std::size_t i = 0; i < n; ++i) d[i] = z[i] > T(0) ? d[i] : T(0);
+                break;
+            case Activation::leaky_relu:
+                for (std::size_t i = 0; i < n; ++i)
+                    d[i] = z[i] > T(0) ? d[i] : T(leaky_relu_slope) * d[i];
+                break;
+            case Activation::elu:
+                for (std::size_t i = 0; i < n; ++i)
+                    d[i] = z[i] > T(0) ? d[i] : d[i] * (a[i] + T(1));
+                break;
+            case Activation::softplus:
+                for (std::size_t i = 0; i < n; ++i) d[i] *= sigmoid(z[i]);
+                break;
+            default:  // identity (softmax refused above)
+                break;
+        }
+    });
 }
 
 }  // namespace deltaprop

@@ -74,6 +74,8 @@ inline const char* isa_name(Isa isa) {
 // accumulator and reloaded row pointers from the stack every iteration: with it,
 // 784-100-10's forward product at batch 10 ran at 161 instead of 137 GFLOP/s (float32).
 #define DELTAPROP_SCALAR_LOOP(index) __asm__("" : "+r"(index))
+#else
+#define DELTAPROP_INLINE_LAMBDA  // with_selected_isa's lambdas, called as they are
 #endif
 
 // The widest instruction set this CPU (and its OS, which must save the wide registers)
@@ -1024,6 +1026,46 @@ bool reads_rows_at_offset(const T* row, std::size_t k) {
 #else
     (void)row, (void)k;
     return false;
+#endif
+}
+
+#if defined(DELTAPROP_MICRO_AVAILABLE)
+namespace detail {
+template <class Body>
+DELTAPROP_KERNEL void run_generic(Body& body) {
+    body();
+}
+#if defined(DELTAPROP_MICRO_X86)
+template <class Body>
+DELTAPROP_KERNEL DELTAPROP_TARGET_AVX512 void run_avx512(Body& body) {
+    body();
+}
+template <class Body>
+DELTAPROP_KERNEL DELTAPROP_TARGET_AVX2 void run_avx2(Body& body) {
+    body();
+}
+#endif
+}  // namespace detail
+#endif
+
+// Runs body(), a lambda marked DELTAPROP_INLINE_LAMBDA, compiled for the instruction set
+// selected for the kernels, so that the plain loops in it are vectorized with AVX-512 or
+// AVX2 where the CPU has them instead of the build's baseline (SSE2 on x86-64). For the
+// elementwise passes of a step: f'(Z) and the bias gradient took 0.56 and 0.45 us of
+// 784-100-10's step at batch 32 in SSE2.
+template <class Body>
+void with_selected_isa(Body&& body) {
+#if defined(DELTAPROP_MICRO_X86)
+    switch (selected_isa.load(std::memory_order_relaxed)) {
+        case Isa::avx512: return detail::run_avx512(body);
+        case Isa::avx2: return detail::run_avx2(body);
+        default: break;
+    }
+#endif
+#if defined(DELTAPROP_MICRO_AVAILABLE)
+    detail::run_generic(body);
+#else
+    body();
 #endif
 }
 
