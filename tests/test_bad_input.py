@@ -584,7 +584,8 @@ def test_fit_on_an_x_off_the_64_byte_boundary(product_path, dtype, n_in, optimiz
         pytest.skip("an offset of whole values")
     sizes = [n_in, 5, 3]
     rng = np.random.default_rng(5)
-    X, Y = rng.uniform(-1, 1, (FIT_ROWS, n_in)), rng.uniform(0, 1, (FIT_ROWS, 3))
+    rows = FIT_ROWS + 1  # the last batch one row: the batch-1 step, on the offset W too
+    X, Y = rng.uniform(-1, 1, (rows, n_in)), rng.uniform(0, 1, (rows, 3))
     buffer = np.empty(X.size + 128 // itemsize, dtype)
     start = (-buffer.ctypes.data % 64) // itemsize  # first 64-byte aligned element
     aligned = buffer[start:start + X.size].reshape(X.shape)
@@ -592,15 +593,18 @@ def test_fit_on_an_x_off_the_64_byte_boundary(product_path, dtype, n_in, optimiz
     shifted = buffer[start + skip:start + skip + X.size].reshape(X.shape)
     options = dict(epochs=2, batch_size=10, learning_rate=0.5, optimizer=optimizer,
                    shuffle=shuffle, seed=1)
-    nets = []
+    nets, histories = [], []
     for view in (aligned, shifted):
         assert (view.ctypes.data % 64 == 0) == (view is aligned)
         view[...] = X
         net = dp.Network(sizes, seed=0, dtype=dtype)
-        net.fit(view, Y, **options)
+        histories.append(net.fit(view, Y, **options))
         nets.append(net)
     assert_same_list(nets[1].weights, nets[0].weights, dtype, scale=0)
     assert_same_list(nets[1].biases, nets[0].biases, dtype, scale=0)
+    assert histories[1].loss == histories[0].loss
+    # the gradient norms' sums of squares are added up in another order in place
+    np.testing.assert_allclose(histories[1].grad_norms, histories[0].grad_norms, rtol=1e-5)
     assert not np.array_equal(nets[0].weights[0], dp.Network(sizes, seed=0, dtype=dtype).weights[0])
     shifted[57, 2] = np.inf
     net = dp.Network(sizes, seed=0, dtype=dtype)
@@ -610,21 +614,28 @@ def test_fit_on_an_x_off_the_64_byte_boundary(product_path, dtype, n_in, optimiz
     assert np.all(np.isfinite(net.weights[0]))
 
 
+@pytest.mark.parametrize("n_in", [4, 48])
 @pytest.mark.parametrize("batch_size", [7, 150], ids=["small-batch", "blas"])
-def test_fit_check_sees_through_dead_inputs_and_overflow(product_path, batch_size):
+def test_fit_check_sees_through_dead_inputs_and_overflow(product_path, batch_size, n_in):
     """The small-batch path checks X through the first layer's Z (NaN or Inf in a row of X
     makes the whole row of Z NaN or Inf) and scans X only when Z is not finite: an Inf under
     an input whose weights are all 0 is still refused (Inf * 0 is NaN), and a finite X whose Z
     overflows is trained on, not refused."""
-    X, Y = fit_data()
-    net = dp.Network(SIZES, seed=0)
+    rng = np.random.default_rng(5)
+    # 48 inputs, X 16 bytes past a 64-byte boundary: read in place on AVX-512
+    buffer = np.empty(FIT_ROWS * n_in + 16)
+    start = (-buffer.ctypes.data % 64) // 8 + 2
+    X = buffer[start:start + FIT_ROWS * n_in].reshape(FIT_ROWS, n_in)
+    X[...] = rng.uniform(-1, 1, X.shape)
+    Y = rng.uniform(0, 1, (FIT_ROWS, SIZES[-1]))
+    net = dp.Network([n_in, *SIZES[1:]], seed=0)
     weights = net.weights
     weights[0][:, 1] = 0.0  # input 1 is dead
     net.weights = weights
-    bad_X = X.copy()
-    bad_X[123, 1] = np.inf
+    X[123, 1] = np.inf
     fit_refused(net, r"(?is)\bX\b.*NaN or Inf.*\(123, 1\)",
-                lambda: net.fit(bad_X, Y, epochs=1, batch_size=batch_size, shuffle=False))
+                lambda: net.fit(X, Y, epochs=1, batch_size=batch_size, shuffle=False))
+    X[123, 1] = 0.5
     huge_X = X.copy()
     huge_X[200, 0] = 1e308  # finite, and with weights of 10 on input 0, Z overflows to Inf
     weights[0][:, 0] = 10.0

@@ -93,15 +93,19 @@ def test_forward_every_register_block(dtype, product_path):
             assert_same(Z, ref_forward(layer, A_prev)[0], dtype)
 
 
-def at_phase(array, phase):
+SENTINEL = 0xA5  # the bytes around an at_phase copy
+
+
+def at_phase(array, phase, with_buffer=False):
     """A C-contiguous copy of ``array`` whose data starts ``phase`` bytes past a 64-byte
-    boundary (NumPy itself promises only 16)."""
-    buffer = np.empty(array.nbytes + 128, np.uint8)
-    start = (-buffer.ctypes.data) % 64 + phase
+    boundary (NumPy itself promises only 16), amid SENTINEL bytes; with_buffer: also the
+    whole buffer and the copy's byte range in it."""
+    buffer = np.full(array.nbytes + 192, SENTINEL, np.uint8)
+    start = (-buffer.ctypes.data) % 64 + 64 + phase
     placed = buffer[start:start + array.nbytes].view(array.dtype).reshape(array.shape)
     placed[...] = array
     assert placed.ctypes.data % 64 == phase
-    return placed
+    return (placed, buffer, start, start + array.nbytes) if with_buffer else placed
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -117,7 +121,8 @@ def test_products_of_rows_off_a_cache_line(dtype, product_path):
 
     itemsize = np.dtype(dtype).itemsize
     code = dp._names.ACTIVATION_CODES["identity"]
-    for n_in in (64, 128):  # 4 and 8 vectors of floats, 8 and 16 of doubles
+    # 1, 4 and 8 vectors of floats; 2, 8 and 16 of doubles, and 8 doubles: one vector
+    for n_in in (16, 64, 128) if dtype == np.float32 else (8, 16, 64, 128):
         for m, n_out in [(1, 1), (3, 11), (10, 7), (12, 10), (32, 5)]:
             rng = np.random.default_rng(n_in + m + n_out)
             A_prev = rng.uniform(-2, 2, (m, n_in)).astype(dtype)
@@ -131,9 +136,17 @@ def test_products_of_rows_off_a_cache_line(dtype, product_path):
                 _kernels.forward(code, A_at, W_at, b, Z, A)
                 steps = {}
                 for beta in (0.0, 1.0, 0.5):
-                    G = at_phase(W, phase)
+                    G, buffer, begin, end = at_phase(W, phase, with_buffer=True)
                     _kernels.weight_gradient(D, A_at, -0.3, beta, G)
                     steps[beta] = G
+                    # the masked stores leave the bytes before G's first row and after its
+                    # last alone
+                    assert np.all(buffer[:begin] == SENTINEL) and np.all(buffer[end:] == SENTINEL)
+                if phase > 0:  # X and W at different offsets: read as they lie
+                    W_apart = at_phase(W, (phase + 16) % 64)
+                    Z_apart = np.empty((m, n_out), dtype)
+                    _kernels.forward(code, A_at, W_apart, b, Z_apart, np.empty_like(Z_apart))
+                    assert_same(Z_apart, A_prev @ W.T + b, dtype)
                 if phase == 0:
                     assert_same(Z, A_prev @ W.T + b, dtype)
                     for beta, G in steps.items():

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "microkernels.hpp"
 #include "view.hpp"
 #include "vmath.hpp"
 
@@ -119,7 +120,8 @@ void multiply_by_derivative(Activation f, const MatrixView<const T>& Z,
             case Activation::softplus:
                 for (std::size_t i = 0; i < n; ++i) d[i] *= sigmoid(z[i]);
                 break;
-            default:  // identity (softmax refused above)
+            case Activation::identity:
+            case Activation::softmax:  // refused above
                 break;
         }
     });

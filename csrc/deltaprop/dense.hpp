@@ -16,15 +16,18 @@
 namespace deltaprop {
 
 // Z = A_prev W^T + b ; A = f(Z).   Z[i,j] = b[j] + sum_k A_prev[i,k] W[j,k]
+// Returns whether the small-batch kernel formed Z (else the BLAS did).
 template <class T>
-void dense_forward(Activation f, const MatrixView<const T>& A_prev, const MatrixView<const T>& W,
-                   const VectorView<const T>& b, const MatrixView<T>& Z, const MatrixView<T>& A) {
+bool dense_forward(Activation f, const MatrixView<const T>& A_prev,
+                   const MatrixView<const T>& W, const VectorView<const T>& b,
+                   const MatrixView<T>& Z, const MatrixView<T>& A) {
     const std::size_t m = A_prev.rows, n_in = A_prev.cols, n_out = W.rows;
     require_shape(W, n_out, n_in, "W");
     require_size(b, n_out, "b");
     require_shape(Z, m, n_out, "Z");
     require_shape(A, m, n_out, "A");
-    if (micro::takes(m)) {  // bias added in the kernel's epilogue
+    const bool small_batch = micro::takes(m);
+    if (small_batch) {  // bias added in the kernel's epilogue
         micro::forward_product<T>(m, n_out, n_in, A_prev.data, n_in, W.data, n_in, b.data, Z.data,
                                   n_out);
     } else {
@@ -33,6 +36,7 @@ void dense_forward(Activation f, const MatrixView<const T>& A_prev, const Matrix
                       Z.data, n_out);
     }
     activate<T>(f, MatrixView<const T>(Z.data, m, n_out), A);
+    return small_batch;
 }
 
 // BP2: D = (D_next W_next) (.) f'(Z).   D[i,k] = f'(Z[i,k]) sum_j D_next[i,j] W_next[j,k]

@@ -97,7 +97,9 @@ void Network<T>::forward_train(const MatrixView<const T>& X, std::uint64_t step)
     rows_ = X.rows;
     for (std::size_t l = 0; l < n_layers(); ++l) {
         MatrixView<T> Z = zs(l), A = activations(l);
-        dense_forward<T>(activations_[l], layer_input(X, l), step_weights(l), biases(l), Z, A);
+        const bool small_batch =
+            dense_forward<T>(activations_[l], layer_input(X, l), step_weights(l), biases(l), Z, A);
+        if (l == 0) first_z_from_kernels_ = small_batch;
         if (dropout_active(l)) {  // H_l = A_l (.) M_l; A_l itself stays for f'
             MatrixView<T> M(masks_[l].data(), rows_, sizes_[l + 1]);
             if (M.size() >= (std::size_t(1) << 32))  // the hash numbers elements in 32 bits
@@ -188,7 +190,9 @@ void Network<T>::backward_sgd(const MatrixView<const T>& X, const MatrixView<con
         const std::optional<double> squares = dense_weight_gradient<T>(
             deltas(l), layer_input(X, l), -learning_rate * inverse_m, shrink, step_weights(l),
             l == 0 ? next_batch : nullptr);
-        if (grad_norms != nullptr) (*grad_norms)[l] += std::sqrt(*squares) * double(inverse_m);
+        // (Empty only if another thread switched the kernels off since the caller checked.)
+        if (grad_norms != nullptr && squares)
+            (*grad_norms)[l] += std::sqrt(*squares) * double(inverse_m);
         weight_gradient_squares_[l] = std::nullopt;  // gradients() was not written
     }
 }
@@ -402,8 +406,10 @@ EpochResult Network<T>::train_epoch(const MatrixView<const T>& X, const MatrixVi
     // (native, X 16 bytes past a boundary, alternating): epochs of 784-30-10 8-9% faster
     // (float64 19.17 -> 17.46 ms, float32 10.47 -> 9.65), 784-100-10 3% (batch 32 24.37 ->
     // 23.52, batch 10 26.42 -> 25.67); see micro::detail::Masked512.
+    // (Not for fewer rows than twice W's: moving W there and back would copy more than the
+    // batches hold.)
     const bool x_in_place = misaligned && order == nullptr && batch_size > 1 &&
-                            fused_sgd_applies(batch_rows) &&
+                            n > 2 * sizes_[1] && fused_sgd_applies(batch_rows) &&
                             micro::reads_rows_at_offset(X.data, n_in);
     const bool copy_to_align = misaligned && !x_in_place;
     const bool copy_batches = (order != nullptr && batch_size > 1) || copy_to_align;
@@ -461,7 +467,6 @@ EpochResult Network<T>::train_epoch(const MatrixView<const T>& X, const MatrixVi
             // Decided once per step: another thread may switch the kernels meanwhile.
             const bool fused = fused_sgd_applies(m);
             if (!fused) return_first_weights();  // apply_update works on parameters_
-            const bool small_batch_forward = micro::takes(m);
             forward_train(xb, first_step + result.steps);
             if (check_finite) {
                 // After the forward pass, which changes no parameter: through the small-batch
@@ -473,7 +478,7 @@ EpochResult Network<T>::train_epoch(const MatrixView<const T>& X, const MatrixVi
                 // scan was 1.2% of 784-100-10's checked epoch at batch 32.
                 const MatrixView<T> z = zs(0);
                 const bool x_finite =
-                    (small_batch_forward && vmath::all_finite(z.data, z.size())) ||
+                    (first_z_from_kernels_ && vmath::all_finite(z.data, z.size())) ||
                     vmath::all_finite(xb.data, xb.size());
                 if (!x_finite || !vmath::all_finite(yb.data, yb.size())) {
                     return_first_weights();

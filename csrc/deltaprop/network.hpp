@@ -89,6 +89,9 @@ class Network {
     // X through its first layer's Z where it can, see train_epoch);
     // a bad value puts the parameters and the optimizer state back as they were when the
     // epoch began and throws std::invalid_argument naming X or Y and the value's index.
+    // During an epoch that reads X in place (see place_first_weights) the first layer's W
+    // lives in a copy: weights(0) shows it as it was when the epoch began, and a write to it
+    // from another thread meanwhile is overwritten when the epoch ends.
     EpochResult train_epoch(const MatrixView<const T>& X, const MatrixView<const T>& Y,
                             const std::int64_t* order, std::size_t batch_size, T learning_rate,
                             std::uint64_t first_step,
@@ -180,6 +183,7 @@ class Network {
     AlignedVector<T> batch_x_, batch_y_;  // a mini-batch's rows, copied (see train_epoch)
     AlignedVector<T> first_weights_buffer_;  // holds first_weights_ (see place_first_weights)
     T* first_weights_ = nullptr;
+    bool first_z_from_kernels_ = false;  // the last forward's first layer: small-batch kernel?
 
     TrainingConfig config_;
     Optimizer<T> optimizer_;
