@@ -566,23 +566,25 @@ def test_fit_refused_with_another_optimizer_keeps_the_old_state(model):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("hidden", [5, 100])
 @pytest.mark.parametrize("n_in", [4, 36, 48])
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
 @pytest.mark.parametrize("offset", [8, 16, 48])
 @pytest.mark.parametrize("shuffle", [False, True])
-def test_fit_on_an_x_off_the_64_byte_boundary(product_path, dtype, n_in, optimizer, offset,
-                                              shuffle):
+def test_fit_on_an_x_off_the_64_byte_boundary(product_path, dtype, n_in, hidden, optimizer,
+                                              offset, shuffle):
     """An X that does not start on a 64-byte boundary (NumPy promises 16 bytes) gives the same
     steps, bit for bit, as an aligned X, and NaN is still refused with the parameters put
     back, whichever way the engine reads it: rows narrower than a line as they are (4
     inputs); batches copied to an aligned buffer (shuffled, other optimizers, rows of 36
     values, whose offsets differ row to row); or, for plain SGD over consecutive rows of whole
     vectors (48), in place, with the first layer's W kept at X's offset for the epoch and
-    given back at its end, refused or not."""
+    given back at its end, refused or not; or, for plain SGD on 100 hidden units with
+    AVX-512, in place with the first layer's W kept as a transposed panel (4 inputs too)."""
     itemsize = np.dtype(dtype).itemsize
     if offset % itemsize:
         pytest.skip("an offset of whole values")
-    sizes = [n_in, 5, 3]
+    sizes = [n_in, hidden, 3]
     rng = np.random.default_rng(5)
     rows = FIT_ROWS + 1  # the last batch one row: the batch-1 step, on the offset W too
     X, Y = rng.uniform(-1, 1, (rows, n_in)), rng.uniform(0, 1, (rows, 3))
@@ -614,13 +616,15 @@ def test_fit_on_an_x_off_the_64_byte_boundary(product_path, dtype, n_in, optimiz
     assert np.all(np.isfinite(net.weights[0]))
 
 
+@pytest.mark.parametrize("hidden", [5, 100])
 @pytest.mark.parametrize("n_in", [4, 48])
 @pytest.mark.parametrize("batch_size", [7, 150], ids=["small-batch", "blas"])
-def test_fit_check_sees_through_dead_inputs_and_overflow(product_path, batch_size, n_in):
+def test_fit_check_sees_through_dead_inputs_and_overflow(product_path, batch_size, n_in, hidden):
     """The small-batch path checks X through the first layer's Z (NaN or Inf in a row of X
     makes the whole row of Z NaN or Inf) and scans X only when Z is not finite: an Inf under
     an input whose weights are all 0 is still refused (Inf * 0 is NaN), and a finite X whose Z
-    overflows is trained on, not refused."""
+    overflows is trained on, not refused. (With 100 hidden units, Z of the first layer's
+    transposed panel on AVX-512.)"""
     rng = np.random.default_rng(5)
     # 48 inputs, X 16 bytes past a 64-byte boundary: read in place on AVX-512
     buffer = np.empty(FIT_ROWS * n_in + 16)
@@ -628,7 +632,7 @@ def test_fit_check_sees_through_dead_inputs_and_overflow(product_path, batch_siz
     X = buffer[start:start + FIT_ROWS * n_in].reshape(FIT_ROWS, n_in)
     X[...] = rng.uniform(-1, 1, X.shape)
     Y = rng.uniform(0, 1, (FIT_ROWS, SIZES[-1]))
-    net = dp.Network([n_in, *SIZES[1:]], seed=0)
+    net = dp.Network([n_in, hidden, SIZES[-1]], seed=0)
     weights = net.weights
     weights[0][:, 1] = 0.0  # input 1 is dead
     net.weights = weights

@@ -192,6 +192,54 @@ def test_fit_batch_one_replays_as_steps(product_path):
     assert_same_list(net.biases, manual.biases, dtype, scale=0)
 
 
+# Plain SGD steps on 2 to 128 rows with AVX-512 keep the first layer's W as a transposed panel
+# when it has 4 to 16 whole vectors of outputs (64 to 271 float32, 32 to 135 float64): the
+# panel's columns are sums of outer products, the rows past its last whole vector (the rest of
+# 100, 135 or 271 outputs) stay with the row kernels. 272 outputs: no panel in either type.
+# 33 and 17 inputs: a ragged end of the rows for the row kernels' gradient.
+PANEL_SIZES = [[33, 64, 5], [50, 100, 10], [20, 135, 3], [17, 271, 2], [33, 272, 4]]
+
+
+@pytest.mark.parametrize("batch_size", [2, 10, 33])
+@pytest.mark.parametrize("options", ["sgd", "sgd-l2", "sgd-dropout"])
+@pytest.mark.parametrize("sizes", PANEL_SIZES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_fit_on_a_first_layer_panel(sizes, options, batch_size, dtype, product_path):
+    """75 rows: batches of 2 and a last one of 1 row (the rows' kernels again), of 10 and a
+    last one of 5, of 33, 33 and 9."""
+    net, ref = build_pair(sizes, "tanh", "softmax", "categorical_crossentropy", dtype)
+    X, Y = data(sizes, "categorical_crossentropy", 75, dtype)
+    kwargs = dict(epochs=2, batch_size=batch_size, learning_rate=0.1, seed=3,
+                  **FIT_OPTIONS[options])
+    history = net.fit(X, Y, **kwargs)
+    ref_history = ref.fit(X, Y, **kwargs)
+    assert_same_parameters(net, ref, dtype)
+    assert_same_history(history, ref_history, dtype)
+
+
+@pytest.mark.parametrize("rows, batch_size", [(75, 10), (65, 32), (40, 40)])
+@pytest.mark.parametrize("sizes", PANEL_SIZES[:3], ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_steps_replay_an_epoch_on_a_first_layer_panel(sizes, rows, batch_size, dtype,
+                                                      product_path):
+    """step() forms the first layer's Z on a panel where an epoch's step would (and its
+    update with the rows' gradient kernel, which forms the same sums in the same order as the
+    panel's), so steps one by one are the epoch bit for bit: batches of 10 and a last one of
+    5, of 32 and a last one of 1 row, one batch of 40."""
+    net, _ = build_pair(sizes, "sigmoid", "softmax", "categorical_crossentropy", dtype)
+    manual, _ = build_pair(sizes, "sigmoid", "softmax", "categorical_crossentropy", dtype)
+    X, Y = data(sizes, "categorical_crossentropy", rows, dtype)
+    net.fit(X, Y, epochs=2, batch_size=batch_size, learning_rate=0.5, shuffle=False)
+    for _ in range(2):
+        for start in range(0, rows, batch_size):
+            manual.step(X[start:start + batch_size], Y[start:start + batch_size], 0.5)
+    assert_same_list(net.weights, manual.weights, dtype, scale=0)
+    assert_same_list(net.biases, manual.biases, dtype, scale=0)
+    assert not np.array_equal(net.weights[0], build_pair(sizes, "sigmoid", "softmax",
+                                                         "categorical_crossentropy",
+                                                         dtype)[0].weights[0])
+
+
 def test_consecutive_fits_apply_each_calls_settings():
     """A fit whose settings equal the last call's does not reconfigure the engine; one whose
     settings differ (or after reset_optimizer) does: the reference, configured every call,

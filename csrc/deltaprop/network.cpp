@@ -97,9 +97,15 @@ void Network<T>::forward_train(const MatrixView<const T>& X, std::uint64_t step)
     rows_ = X.rows;
     for (std::size_t l = 0; l < n_layers(); ++l) {
         MatrixView<T> Z = zs(l), A = activations(l);
-        const bool small_batch =
-            dense_forward<T>(activations_[l], layer_input(X, l), step_weights(l), biases(l), Z, A);
-        if (l == 0) first_z_from_kernels_ = small_batch;
+        if (l == 0 && first_panel_columns_ > 0) {
+            dense_forward_panel<T>(activations_[0], X, first_panel_.data(), first_panel_columns_,
+                                   weights(0), biases(0), Z, A);
+            first_z_from_kernels_ = true;
+        } else {
+            const bool small_batch = dense_forward<T>(activations_[l], layer_input(X, l),
+                                                      step_weights(l), biases(l), Z, A);
+            if (l == 0) first_z_from_kernels_ = small_batch;
+        }
         if (dropout_active(l)) {  // H_l = A_l (.) M_l; A_l itself stays for f'
             MatrixView<T> M(masks_[l].data(), rows_, sizes_[l + 1]);
             if (M.size() >= (std::size_t(1) << 32))  // the hash numbers elements in 32 bits
@@ -172,6 +178,28 @@ void Network<T>::return_first_weights() {
 }
 
 template <class T>
+void Network<T>::use_first_panel(std::size_t rows) {
+    const std::size_t np = micro::panel_columns<T>(sizes_[1], rows);
+    if (np == first_panel_columns_) return;
+    return_first_panel();
+    if (np == 0) return;
+    return_first_weights();
+    const MatrixView<T> w = weights(0);
+    if (first_panel_.size() < w.cols * np) first_panel_.resize(w.cols * np);
+    micro::transpose_panel<T>(true, np, w.cols, w.data, w.cols, first_panel_.data(), np);
+    first_panel_columns_ = np;
+}
+
+template <class T>
+void Network<T>::return_first_panel() {
+    if (first_panel_columns_ == 0) return;
+    const MatrixView<T> w = weights(0);
+    micro::transpose_panel<T>(false, first_panel_columns_, w.cols, w.data, w.cols,
+                              first_panel_.data(), first_panel_columns_);
+    first_panel_columns_ = 0;
+}
+
+template <class T>
 void Network<T>::backward_sgd(const MatrixView<const T>& X, const MatrixView<const T>& Y,
                               T learning_rate, T shrink, std::vector<double>* grad_norms,
                               micro::RowPrefetch* next_batch) {
@@ -187,9 +215,14 @@ void Network<T>::backward_sgd(const MatrixView<const T>& X, const MatrixView<con
         for (std::size_t j = 0; j < b.size; ++j) b.data[j] -= learning_rate * grad_b.data[j];
         // W <- shrink W - (eta / m) D^T A_prev, straight from the small-batch kernel's
         // registers (the callers check micro::takes, so the squares come with it).
-        const std::optional<double> squares = dense_weight_gradient<T>(
-            deltas(l), layer_input(X, l), -learning_rate * inverse_m, shrink, step_weights(l),
-            l == 0 ? next_batch : nullptr);
+        const std::optional<double> squares =
+            l == 0 && first_panel_columns_ > 0
+                ? dense_weight_step_panel<T>(deltas(0), X, -learning_rate * inverse_m, shrink,
+                                             first_panel_.data(), first_panel_columns_,
+                                             weights(0), panel_deltas_, next_batch)
+                : dense_weight_gradient<T>(deltas(l), layer_input(X, l),
+                                           -learning_rate * inverse_m, shrink, step_weights(l),
+                                           l == 0 ? next_batch : nullptr);
         // (Empty only if another thread switched the kernels off since the caller checked.)
         if (grad_norms != nullptr && squares)
             (*grad_norms)[l] += std::sqrt(*squares) * double(inverse_m);
@@ -318,7 +351,20 @@ double Network<T>::sgd_step(const MatrixView<const T>& X, const MatrixView<const
         return cost;
     }
     // The same fused step as train_epoch's, so that steps taken one by one replay an epoch.
-    forward(X);
+    // Where an epoch's step runs on the first layer's panel (see use_first_panel), so does
+    // this one's forward product, on a copy of W that is then dropped: the panel's sums
+    // differ from those of W's rows in rounding. Not the gradient: the panel's is W's
+    // transposed, the same sums in the same order (see dense_weight_step_panel), so W's rows
+    // are updated where they are, and the copy back, 20 us of 784-100-10's step at batch 32,
+    // is saved.
+    use_first_panel(X.rows);
+    {
+        struct PanelDrop {
+            Network& network;
+            ~PanelDrop() { network.first_panel_columns_ = 0; }  // W's rows are unchanged
+        } panel_drop{*this};
+        forward(X);
+    }
     const double cost = forward_loss(Y) / double(X.rows);
     backward_sgd(X, Y, learning_rate, T(1), nullptr);
     return cost;
@@ -408,10 +454,15 @@ EpochResult Network<T>::train_epoch(const MatrixView<const T>& X, const MatrixVi
     // 23.52, batch 10 26.42 -> 25.67); see micro::detail::Masked512.
     // (Not for fewer rows than twice W's: moving W there and back would copy more than the
     // batches hold.)
-    const bool x_in_place = misaligned && order == nullptr && batch_size > 1 &&
+    // Nor when the first layer's W is a transposed panel (see use_first_panel): the panel
+    // kernels read X one value at a time, and the rows left of W straddle lines on fewer
+    // than a vector's worth of outputs.
+    const bool panel = fused_sgd_applies(batch_rows) &&
+                       micro::panel_columns<T>(sizes_[1], batch_rows) > 0;
+    const bool x_in_place = misaligned && !panel && order == nullptr && batch_size > 1 &&
                             n > 2 * sizes_[1] && fused_sgd_applies(batch_rows) &&
                             micro::reads_rows_at_offset(X.data, n_in);
-    const bool copy_to_align = misaligned && !x_in_place;
+    const bool copy_to_align = misaligned && !x_in_place && !panel;
     const bool copy_batches = (order != nullptr && batch_size > 1) || copy_to_align;
     if (copy_batches && batch_x_.size() < batch_rows * n_in) {
         batch_x_.resize(batch_rows * n_in);
@@ -434,7 +485,10 @@ EpochResult Network<T>::train_epoch(const MatrixView<const T>& X, const MatrixVi
     // The first layer's W goes back where Python's views see it however the epoch ends.
     struct FirstWeightsReturn {
         Network& network;
-        ~FirstWeightsReturn() { network.return_first_weights(); }
+        ~FirstWeightsReturn() {
+            network.return_first_panel();
+            network.return_first_weights();
+        }
     } first_weights_return{*this};
     for (; start < n; start += batch_size) {
         if (should_stop && should_stop()) {
@@ -467,6 +521,12 @@ EpochResult Network<T>::train_epoch(const MatrixView<const T>& X, const MatrixVi
             // Decided once per step: another thread may switch the kernels meanwhile.
             const bool fused = fused_sgd_applies(m);
             if (!fused) return_first_weights();  // apply_update works on parameters_
+            // The panel where sgd_step would use it for this step (a last batch of one row
+            // or a change of kernels by another thread puts W back in its place).
+            if (fused)
+                use_first_panel(m);
+            else
+                return_first_panel();
             forward_train(xb, first_step + result.steps);
             if (check_finite) {
                 // After the forward pass, which changes no parameter: through the small-batch
@@ -481,6 +541,7 @@ EpochResult Network<T>::train_epoch(const MatrixView<const T>& X, const MatrixVi
                     (first_z_from_kernels_ && vmath::all_finite(z.data, z.size())) ||
                     vmath::all_finite(xb.data, xb.size());
                 if (!x_finite || !vmath::all_finite(yb.data, yb.size())) {
+                    return_first_panel();
                     return_first_weights();
                     // In place: Python holds views of parameters_.
                     std::copy(saved_parameters.begin(), saved_parameters.end(),

@@ -89,9 +89,10 @@ class Network {
     // X through its first layer's Z where it can, see train_epoch);
     // a bad value puts the parameters and the optimizer state back as they were when the
     // epoch began and throws std::invalid_argument naming X or Y and the value's index.
-    // During an epoch that reads X in place (see place_first_weights) the first layer's W
-    // lives in a copy: weights(0) shows it as it was when the epoch began, and a write to it
-    // from another thread meanwhile is overwritten when the epoch ends.
+    // During an epoch that reads X in place (see place_first_weights) or keeps the first
+    // layer's W as a transposed panel (see use_first_panel), that W (or its first rows) lives
+    // in a copy: weights(0) shows it as it was when the epoch began, and a write to it from
+    // another thread meanwhile is overwritten when the epoch ends.
     EpochResult train_epoch(const MatrixView<const T>& X, const MatrixView<const T>& Y,
                             const std::int64_t* order, std::size_t batch_size, T learning_rate,
                             std::uint64_t first_step,
@@ -159,6 +160,13 @@ class Network {
     // in its place until return_first_weights copies it back.
     void place_first_weights(const T* x);
     void return_first_weights();
+    // For steps of plain SGD on `rows` rows where micro::panel_columns gives np > 0: the first
+    // layer's first np rows of W kept transposed (first_panel_, n_in x np) for the panel
+    // kernels, which the steps use until return_first_panel puts them back (sgd_step uses
+    // it for its forward product only, see there). Also gives back the copy of
+    // place_first_weights, if there is one.
+    void use_first_panel(std::size_t rows);
+    void return_first_panel();
     // Clipping, regularization, decay and the optimizer's update, after backward.
     void apply_update(T learning_rate, EpochResult& result);
     double forward_loss(const MatrixView<const T>& Y);
@@ -183,6 +191,9 @@ class Network {
     AlignedVector<T> batch_x_, batch_y_;  // a mini-batch's rows, copied (see train_epoch)
     AlignedVector<T> first_weights_buffer_;  // holds first_weights_ (see place_first_weights)
     T* first_weights_ = nullptr;
+    AlignedVector<T> first_panel_;       // see use_first_panel
+    std::size_t first_panel_columns_ = 0;  // np of first_panel_ in use; 0: W in its place
+    AlignedVector<T> panel_deltas_;      // the first layer's D, copied (dense_weight_step_panel)
     bool first_z_from_kernels_ = false;  // the last forward's first layer: small-batch kernel?
 
     TrainingConfig config_;
