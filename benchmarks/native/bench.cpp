@@ -458,12 +458,28 @@ struct Bench {
         // On batches the small-batch kernels take (microkernels.hpp), train_epoch's plain SGD
         // step is: the forward product with the bias in its epilogue, then the weight-gradient
         // product whose epilogue applies the update and sums the squares for the norms.
+        // The first layer as a transposed panel where its epoch step keeps it so
+        // (micro::panel_columns, Network::use_first_panel): its first np rows of W, transposed.
         const bool small_batch = dp::micro::takes(B);
+        const std::size_t np = dp::micro::panel_columns<T>(cfg.sizes[1], B);
+        dp::AlignedVector<T> panel(np * cfg.sizes[0]);
+        if (np > 0) {
+            auto W = net.weights(0);
+            dp::micro::transpose_panel<T>(true, np, W.cols, W.data, W.cols, panel.data(), np);
+        }
         auto small_forward = [&] {
             for (std::size_t l = 0; l < L; ++l) {
                 auto W = net.weights(l);
-                dp::micro::forward_product<T>(B, W.rows, W.cols, input(l), W.cols, W.data, W.cols,
-                                              net.biases(l).data, Z[l].data(), W.rows);
+                const std::size_t rows_as_panel = l == 0 ? np : 0;
+                if (rows_as_panel > 0)
+                    dp::micro::panel_forward_product<T>(B, np, W.cols, input(0), W.cols,
+                                                        panel.data(), np, net.biases(0).data,
+                                                        Z[0].data(), W.rows);
+                if (rows_as_panel < W.rows)
+                    dp::micro::forward_product<T>(B, W.rows - rows_as_panel, W.cols, input(l),
+                                                  W.cols, W.row(rows_as_panel), W.cols,
+                                                  net.biases(l).data + rows_as_panel,
+                                                  Z[l].data() + rows_as_panel, W.rows);
             }
         };
         auto small_gradient_step = [&] {
@@ -471,9 +487,14 @@ struct Bench {
             double total = 0;
             for (std::size_t l = 0; l < L; ++l) {
                 auto W = net.weights(l);
-                total += std::sqrt(dp::micro::gradient_product<T>(
-                    B, W.rows, W.cols, D[l].data(), W.rows, input(l), W.cols, -zero_rate, T(1),
-                    W.data, W.cols));
+                if (l == 0 && np > 0)
+                    total += std::sqrt(dp::dense_weight_step_panel<T>(
+                        dp::MatrixView<const T>(Dv(0)), Xb, -zero_rate, T(1), panel.data(), np,
+                        W, nullptr));
+                else
+                    total += std::sqrt(dp::micro::gradient_product<T>(
+                        B, W.rows, W.cols, D[l].data(), W.rows, input(l), W.cols, -zero_rate,
+                        T(1), W.data, W.cols));
             }
             volatile double sink = total;
             (void)sink;
@@ -545,6 +566,10 @@ struct Bench {
         const unsigned int csr = denormals_off();
         std::printf("  pieces of one step through the %s (all layers each; subnormals flushed "
                     "to zero):\n", small_batch ? "small-batch kernels" : "BLAS");
+        if (small_batch && np > 0)
+            std::printf("  (the first layer's products on its transposed panel, %zu of its %zu "
+                        "outputs, as train_epoch's plain SGD steps; the rest on W's rows)\n",
+                        np, cfg.sizes[1]);
         if (B == 1)  // Network::backward_sgd's one-row path (micro::row_step) is not split up
             std::printf("  (batch 1: train_epoch takes its own fused step, one pass over each W "
                         "for the update and BP2; the pieces below are the general path's)\n");

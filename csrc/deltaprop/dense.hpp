@@ -9,7 +9,6 @@
 #include <type_traits>
 
 #include "activations.hpp"
-#include "aligned.hpp"
 #include "blas.hpp"
 #include "microkernels.hpp"
 #include "view.hpp"
@@ -100,21 +99,18 @@ void dense_forward_panel(Activation f, const MatrixView<const T>& A_prev, const 
 // dense_weight_gradient's SGD step, W <- beta W + scale D^T A_prev, for W held as a panel
 // (see dense_forward_panel): P <- beta P + scale A_prev^T D[:, :np], the same sums as W's
 // rows would get, in the same order (micro::gradient_product with D and A_prev in each
-// other's place), so the same values. Returns sum_jk (D^T A_prev)[j,k]^2 (unscaled). D's
-// first np columns are read from `scratch` (m x np, 64-byte aligned), where they are copied
-// first: D's rows of n_out values mostly start mid-line, and loads of them straddled two
-// lines (784-100-10's gradient at batch 32 ran 6% slower so).
+// other's place), so the same values. Returns sum_jk (D^T A_prev)[j,k]^2 (unscaled).
+// (D's rows of n_out values mostly start mid-line; copied to aligned rows first they gave
+// 784-100-10's epoch at batch 32 no faster.)
 template <class T>
 double dense_weight_step_panel(const MatrixView<const T>& D, const MatrixView<const T>& A_prev,
                                T scale, T beta, T* P, std::size_t np, const MatrixView<T>& W,
-                               AlignedVector<T>& scratch, micro::RowPrefetch* prefetch) {
+                               micro::RowPrefetch* prefetch) {
     const std::size_t m = D.rows, n_out = D.cols, n_in = A_prev.cols;
     require_shape(A_prev, m, n_in, "A_prev");
     require_shape(W, n_out, n_in, "W");
-    if (scratch.size() < m * np) scratch.resize(m * np);
-    for (std::size_t i = 0; i < m; ++i) std::copy(D.row(i), D.row(i) + np, scratch.data() + i * np);
-    double squares = micro::gradient_product<T>(m, n_in, np, A_prev.data, n_in, scratch.data(),
-                                                np, scale, beta, P, np, prefetch);
+    double squares = micro::gradient_product<T>(m, n_in, np, A_prev.data, n_in, D.data, n_out,
+                                                scale, beta, P, np, prefetch);
     if (np < n_out)
         squares += micro::gradient_product<T>(m, n_out - np, n_in, D.data + np, n_out,
                                               A_prev.data, n_in, scale, beta, W.row(np), n_in);

@@ -219,7 +219,7 @@ void Network<T>::backward_sgd(const MatrixView<const T>& X, const MatrixView<con
             l == 0 && first_panel_columns_ > 0
                 ? dense_weight_step_panel<T>(deltas(0), X, -learning_rate * inverse_m, shrink,
                                              first_panel_.data(), first_panel_columns_,
-                                             weights(0), panel_deltas_, next_batch)
+                                             weights(0), next_batch)
                 : dense_weight_gradient<T>(deltas(l), layer_input(X, l),
                                            -learning_rate * inverse_m, shrink, step_weights(l),
                                            l == 0 ? next_batch : nullptr);

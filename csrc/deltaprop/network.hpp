@@ -191,9 +191,8 @@ class Network {
     AlignedVector<T> batch_x_, batch_y_;  // a mini-batch's rows, copied (see train_epoch)
     AlignedVector<T> first_weights_buffer_;  // holds first_weights_ (see place_first_weights)
     T* first_weights_ = nullptr;
-    AlignedVector<T> first_panel_;       // see use_first_panel
+    AlignedVector<T> first_panel_;         // see use_first_panel
     std::size_t first_panel_columns_ = 0;  // np of first_panel_ in use; 0: W in its place
-    AlignedVector<T> panel_deltas_;      // the first layer's D, copied (dense_weight_step_panel)
     bool first_z_from_kernels_ = false;  // the last forward's first layer: small-batch kernel?
 
     TrainingConfig config_;
