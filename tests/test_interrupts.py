@@ -170,6 +170,30 @@ def test_keyboard_interrupt_leaves_whole_steps(big_data):
     assert net.loss(X[:500], y[:500]) != before
 
 
+def test_keyboard_interrupt_puts_back_the_first_layers_panel(big_data):
+    """100 hidden units: with AVX-512 the epoch keeps the first layer's W as a transposed panel
+    (12 of 12.5 vectors of float64). Ctrl-C puts it back as W: the parameters are those after
+    some whole number of steps, which step() (Z on a panel too) replays bit for bit. (The
+    interrupt may land at an epoch's end here: epochs of 100 hidden units are short.)"""
+    X, y = big_data
+    sizes = [SIZES[0], 100, SIZES[-1]]
+    net = dp.Network(sizes, seed=3)
+    interrupted_fit(net, X, y, shuffle=False)
+    replay = dp.Network(sizes, seed=3)
+    target_w = [w.copy() for w in net.weights]
+    assert not np.array_equal(replay.weights[0], target_w[0]), "no step was taken"
+    found = None
+    for k in range(1, 30 * ROWS // BATCH + 1):
+        start = ((k - 1) * BATCH) % ROWS
+        replay.step(X[start:start + BATCH], y[start:start + BATCH], ETA)
+        if all(np.array_equal(a, b) for a, b in zip(replay.weights, target_w)):
+            found = k
+            break
+    assert found is not None, "the parameters are not those after any whole number of steps"
+    for a, b in zip(replay.biases, net.biases):
+        assert_same(a, b, scale=0)
+
+
 def test_keyboard_interrupt_with_dropout_leaves_inference_clean(big_data):
     """After Ctrl-C inside a dropout/adam fit, predict and loss apply no dropout (they match the
     reference's mask-free forward pass) and a new fit starts normally."""
