@@ -134,33 +134,33 @@ def interrupted_fit(net, X, y, delay=0.2, **kwargs):
     assert elapsed < delay + 1.0, elapsed
 
 
+def steps_replaying(net, sizes, X, y):
+    """Replays net's interrupted fit with step() on the consecutive batches until the
+    parameters are equal bit for bit; returns the number of steps (the fit stopped between
+    two steps)."""
+    replay = dp.Network(sizes, seed=3)
+    target_w = [w.copy() for w in net.weights]
+    assert not np.array_equal(replay.weights[0], target_w[0]), "no step was taken"
+    for k in range(1, 30 * ROWS // BATCH + 1):
+        start = ((k - 1) * BATCH) % ROWS
+        replay.step(X[start:start + BATCH], y[start:start + BATCH], ETA)
+        if all(np.array_equal(a, b) for a, b in zip(replay.weights, target_w)):
+            for a, b in zip(replay.biases, net.biases):
+                assert_same(a, b, scale=0)
+            return k
+    raise AssertionError("the parameters are not those after any whole number of steps")
+
+
 def test_keyboard_interrupt_leaves_whole_steps(big_data):
     X, y = big_data
     net = dp.Network(SIZES, seed=3)
     interrupted_fit(net, X, y, shuffle=False)
 
-    # Replay with net.step on the consecutive batches until the parameters are equal bit
-    # for bit: the interrupted fit stopped between two steps.
-    replay = dp.Network(SIZES, seed=3)
-    target_w = [w.copy() for w in net.weights]
-    target_b = [b.copy() for b in net.biases]
-    assert not np.array_equal(replay.weights[0], target_w[0]), "no step was taken"
-    found = None
-    max_steps = 30 * ROWS // BATCH
-    for k in range(1, max_steps + 1):
-        start = ((k - 1) * BATCH) % ROWS
-        replay.step(X[start:start + BATCH], y[start:start + BATCH], ETA)
-        if all(np.array_equal(a, b) for a, b in zip(replay.weights, target_w)):
-            found = k
-            break
-    assert found is not None, "the parameters are not those after any whole number of steps"
-    assert found >= 1
+    found = steps_replaying(net, SIZES, X, y)
     # Ctrl-C stopped an epoch mid-way (the core checks for signals between steps), not only
     # at an epoch's end. (A signal landing in the ~0.1 ms of Python between two epochs
     # would be legitimate too, but is about 1 chance in 3000.)
     assert found % (ROWS // BATCH) != 0, f"stopped after {found} steps: an epoch boundary"
-    for a, b in zip(replay.biases, target_b):
-        assert_same(a, b, scale=0)
 
     # fit works again afterwards (the engine's lock was released) and trains on
     before = net.loss(X[:500], y[:500])
@@ -179,19 +179,7 @@ def test_keyboard_interrupt_puts_back_the_first_layers_panel(big_data):
     sizes = [SIZES[0], 100, SIZES[-1]]
     net = dp.Network(sizes, seed=3)
     interrupted_fit(net, X, y, shuffle=False)
-    replay = dp.Network(sizes, seed=3)
-    target_w = [w.copy() for w in net.weights]
-    assert not np.array_equal(replay.weights[0], target_w[0]), "no step was taken"
-    found = None
-    for k in range(1, 30 * ROWS // BATCH + 1):
-        start = ((k - 1) * BATCH) % ROWS
-        replay.step(X[start:start + BATCH], y[start:start + BATCH], ETA)
-        if all(np.array_equal(a, b) for a, b in zip(replay.weights, target_w)):
-            found = k
-            break
-    assert found is not None, "the parameters are not those after any whole number of steps"
-    for a, b in zip(replay.biases, net.biases):
-        assert_same(a, b, scale=0)
+    steps_replaying(net, sizes, X, y)
 
 
 def test_keyboard_interrupt_with_dropout_leaves_inference_clean(big_data):
