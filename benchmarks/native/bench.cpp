@@ -55,8 +55,24 @@ void BLAS_SYMBOL(sgemm_)(char*, char*, int*, int*, int*, float*, float*, int*, f
                          float*, float*, int*);
 void BLAS_SYMBOL(dgemm_)(char*, char*, int*, int*, int*, double*, double*, int*, double*, int*,
                          double*, double*, int*);
-void BLAS_SYMBOL(openblas_set_num_threads)(int);
-char* BLAS_SYMBOL(openblas_get_config)();
+// Thread count and name: OpenBLAS's calls, or MKL's (libmkl_rt, whose sgemm_/dgemm_ are
+// plain Fortran names), whichever the linked BLAS has; weak, so either links.
+__attribute__((weak)) void BLAS_SYMBOL(openblas_set_num_threads)(int);
+__attribute__((weak)) char* BLAS_SYMBOL(openblas_get_config)();
+__attribute__((weak)) void MKL_Set_Num_Threads(int);
+}
+
+static const char* set_blas_threads(int threads) {
+    if (&BLAS_SYMBOL(openblas_set_num_threads) != nullptr) {
+        BLAS_SYMBOL(openblas_set_num_threads)(threads);
+        return &BLAS_SYMBOL(openblas_get_config) != nullptr ? BLAS_SYMBOL(openblas_get_config)()
+                                                            : "OpenBLAS";
+    }
+    if (&MKL_Set_Num_Threads != nullptr) {
+        MKL_Set_Num_Threads(threads);
+        return "MKL";
+    }
+    return "unknown (its thread count not set)";
 }
 
 #if defined(__SSE__)
@@ -703,10 +719,10 @@ int main(int argc, char** argv) {
     Options opt;
     if (int rc = parse(argc, argv, opt)) return rc;
     dp::blas::set_gemm(&BLAS_SYMBOL(sgemm_), &BLAS_SYMBOL(dgemm_));
-    BLAS_SYMBOL(openblas_set_num_threads)(opt.threads);
+    const char* blas = set_blas_threads(opt.threads);
     std::printf("deltaprop native benchmark; BLAS: %s; threads %d; median of %d measurements "
                 "(each >= %g s; epochs: one per measurement)\n",
-                BLAS_SYMBOL(openblas_get_config)(), opt.threads, opt.repeats, opt.min_time);
+                blas, opt.threads, opt.repeats, opt.min_time);
     bool any = false;
     for (const Config& cfg : all_configs()) {
         const bool chosen = opt.config == "all" || opt.config == cfg.name ||
