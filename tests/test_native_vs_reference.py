@@ -196,8 +196,10 @@ def test_fit_batch_one_replays_as_steps(product_path):
 # when it has 4 to 16 whole vectors of outputs (64 to 271 float32, 32 to 135 float64): the
 # panel's columns are sums of outer products, the rows past its last whole vector (the rest of
 # 100, 135 or 271 outputs) stay with the row kernels. 272 outputs: no panel in either type.
-# 33 and 17 inputs: a ragged end of the rows for the row kernels' gradient.
-PANEL_SIZES = [[33, 64, 5], [50, 100, 10], [20, 135, 3], [17, 271, 2], [33, 272, 4]]
+# 33 and 17 inputs: a ragged end of the rows for the row kernels' gradient. The edges in
+# float64: 32 outputs (4 vectors; 5 inputs, fewer than a vector) and 136 (17: no panel).
+PANEL_SIZES = [[33, 64, 5], [50, 100, 10], [20, 135, 3], [17, 271, 2], [33, 272, 4],
+               [5, 32, 3], [9, 136, 2]]
 
 
 @pytest.mark.parametrize("batch_size", [2, 10, 33])
@@ -238,6 +240,27 @@ def test_steps_replay_an_epoch_on_a_first_layer_panel(sizes, rows, batch_size, d
     assert not np.array_equal(net.weights[0], build_pair(sizes, "sigmoid", "softmax",
                                                          "categorical_crossentropy",
                                                          dtype)[0].weights[0])
+
+
+@pytest.mark.parametrize("sizes", [[50, 100, 10], [5, 32, 3]], ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_shuffled_steps_replay_an_epoch_on_a_first_layer_panel(sizes, dtype, product_path):
+    """The same with shuffle=True (each batch's rows copied out of X in the epoch's order):
+    fit's batches are chunks of default_rng(seed).permutation(n), drawn after the dropout
+    key."""
+    net, _ = build_pair(sizes, "tanh", "softmax", "categorical_crossentropy", dtype)
+    manual, _ = build_pair(sizes, "tanh", "softmax", "categorical_crossentropy", dtype)
+    X, Y = data(sizes, "categorical_crossentropy", 70, dtype)
+    net.fit(X, Y, epochs=2, batch_size=16, learning_rate=0.5, shuffle=True, seed=11)
+    rng = np.random.default_rng(11)
+    rng.integers(0, 2**63, dtype=np.int64)  # the dropout key
+    for _ in range(2):
+        order = rng.permutation(70)
+        for start in range(0, 70, 16):
+            rows = order[start:start + 16]
+            manual.step(X[rows], Y[rows], 0.5)
+    assert_same_list(net.weights, manual.weights, dtype, scale=0)
+    assert_same_list(net.biases, manual.biases, dtype, scale=0)
 
 
 def test_consecutive_fits_apply_each_calls_settings():

@@ -213,6 +213,12 @@ class Network:
         schedule, l2, l1, weight_decay, dropout, clip_norm, validation_data,
         validation_fraction, early_stopping, patience, shuffle, seed, callbacks, verbose.
         Returns a ``History``.
+
+        While an epoch runs, ``weights`` and ``biases`` read from another thread (or from a
+        signal handler) are no consistent snapshot: the core may step a copy of the first
+        layer's weights (or of some of its rows) and write it back when the epoch ends, so
+        those show the epoch's start, and a write to them meanwhile is lost. Read or set the
+        parameters between ``fit`` calls, or from a callback (it runs between epochs).
         """
         return _training.fit(self, X, Y, epochs, batch_size, learning_rate, **options)
 
