@@ -242,23 +242,29 @@ def test_steps_replay_an_epoch_on_a_first_layer_panel(sizes, rows, batch_size, d
                                                          dtype)[0].weights[0])
 
 
+def step_through_shuffled_epochs(net, X, Y, epochs, batch_size, learning_rate, seed):
+    """fit(shuffle=True)'s steps one by one with step(): each epoch's batches are chunks of
+    default_rng(seed).permutation(n), drawn after the dropout key (drawn first, always)."""
+    rng = np.random.default_rng(seed)
+    rng.integers(0, 2**63, dtype=np.int64)  # the dropout key
+    for _ in range(epochs):
+        order = rng.permutation(len(X))
+        for start in range(0, len(X), batch_size):
+            rows = order[start:start + batch_size]
+            net.step(X[rows], Y[rows], learning_rate)
+
+
 @pytest.mark.parametrize("sizes", [[50, 100, 10], [5, 32, 3]], ids=str)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_shuffled_steps_replay_an_epoch_on_a_first_layer_panel(sizes, dtype, product_path):
-    """The same with shuffle=True (each batch's rows copied out of X in the epoch's order):
-    fit's batches are chunks of default_rng(seed).permutation(n), drawn after the dropout
-    key."""
+    """The same with shuffle=True (each batch's rows copied out of X in the epoch's
+    order)."""
     net, _ = build_pair(sizes, "tanh", "softmax", "categorical_crossentropy", dtype)
     manual, _ = build_pair(sizes, "tanh", "softmax", "categorical_crossentropy", dtype)
     X, Y = data(sizes, "categorical_crossentropy", 70, dtype)
     net.fit(X, Y, epochs=2, batch_size=16, learning_rate=0.5, shuffle=True, seed=11)
-    rng = np.random.default_rng(11)
-    rng.integers(0, 2**63, dtype=np.int64)  # the dropout key
-    for _ in range(2):
-        order = rng.permutation(70)
-        for start in range(0, 70, 16):
-            rows = order[start:start + 16]
-            manual.step(X[rows], Y[rows], 0.5)
+    step_through_shuffled_epochs(manual, X, Y, epochs=2, batch_size=16, learning_rate=0.5,
+                                 seed=11)
     assert_same_list(net.weights, manual.weights, dtype, scale=0)
     assert_same_list(net.biases, manual.biases, dtype, scale=0)
 
@@ -293,13 +299,8 @@ def test_fit_shuffle_order_is_the_specified_one():
     manual, _ = build_pair(sizes, "sigmoid", None, "quadratic", dtype)
     X, Y = data(sizes, "quadratic", 23, dtype)
     net.fit(X, Y, epochs=2, batch_size=5, learning_rate=0.5, shuffle=True, seed=11)
-    rng = np.random.default_rng(11)
-    rng.integers(0, 2**63, dtype=np.int64)  # the dropout key
-    for _ in range(2):
-        order = rng.permutation(23)
-        for start in range(0, 23, 5):
-            idx = order[start : start + 5]
-            manual.step(X[idx], Y[idx], 0.5)
+    step_through_shuffled_epochs(manual, X, Y, epochs=2, batch_size=5, learning_rate=0.5,
+                                 seed=11)
     assert_same_list(net.weights, manual.weights, dtype)
     assert_same_list(net.biases, manual.biases, dtype)
 

@@ -984,6 +984,11 @@ DELTAPROP_KERNEL double gradient_generic(std::size_t m, std::size_t n_out, std::
 // P <- beta P + scale A^T D, which gradient_product forms with D and A in each other's
 // place: the same sums in the same order as for W's rows, so the same values.
 
+// The next of `parts` parts, as even as they come, of `left` items (the larger ones first).
+constexpr std::size_t next_even_part(std::size_t left, std::size_t parts) {
+    return left / parts + (left % parts != 0);
+}
+
 // One block of the forward: R rows of Z x V vectors of panel columns.
 template <class T, int R, int V>
 DELTAPROP_KERNEL DELTAPROP_TARGET_AVX512 void panel_forward_block(std::size_t k, const T* a,
@@ -1023,7 +1028,7 @@ DELTAPROP_ALWAYS_INLINE void panel_forward_columns(std::size_t m, std::size_t k,
     constexpr std::size_t most_rows = 8;
     const std::size_t blocks = (m + most_rows - 1) / most_rows;
     for (std::size_t b = 0, i = 0; b < blocks; ++b) {
-        const std::size_t rows = (m - i) / (blocks - b) + ((m - i) % (blocks - b) != 0);
+        const std::size_t rows = next_even_part(m - i, blocks - b);
         with_remainder<most_rows + 1>(rows, [&](auto r) DELTAPROP_INLINE_LAMBDA {
             panel_forward_block<T, decltype(r)::value, V>(k, a + i * lda, lda, p, ldp, bias,
                                                           z + i * ldz, ldz);
@@ -1118,7 +1123,7 @@ DELTAPROP_KERNEL DELTAPROP_TARGET_AVX512 void panel_forward_avx512(
     constexpr std::size_t most_vectors = 3;  // 8 x 3 accumulators, 3 vectors of P, 1 broadcast
     const std::size_t vectors = np / L, groups = (vectors + most_vectors - 1) / most_vectors;
     for (std::size_t g = 0, v = 0; g < groups; ++g) {
-        const std::size_t count = (vectors - v) / (groups - g) + ((vectors - v) % (groups - g) != 0);
+        const std::size_t count = next_even_part(vectors - v, groups - g);
         with_remainder<most_vectors + 1>(count, [&](auto n) DELTAPROP_INLINE_LAMBDA {
             panel_forward_columns<T, decltype(n)::value>(m, k, a, lda, p + v * L, ldp,
                                                          bias + v * L, z + v * L, ldz);
