@@ -556,23 +556,28 @@ struct Bench {
                  }
              }, f_wgrad, true},
             {"BP3 bias gradient", bias_gradients, 0, false},
-            {"grad-norm bookkeeping", [&] {
-                 // What train_epoch records for the History every step: ||grad_W||_F per
-                 // layer (deltaprop::sum_of_squares, dense.hpp).
+            {"SGD update + grad norms", [&] {
+                 // train_epoch's plain-SGD update, p -= eta g, with the History's ||grad_W||_F
+                 // per layer summed in the same pass (deltaprop::sgd_update_and_squares,
+                 // dense.hpp). A zero rate leaves the weights as they are (the compiler
+                 // cannot drop the work: p - 0 * g is not p for NaN/inf).
                  double total = 0;
-                 for (std::size_t l = 0; l < L; ++l)
-                     total += std::sqrt(deltaprop::sum_of_squares(gW[l].data(), gW[l].size()));
+                 for (std::size_t l = 0; l < L; ++l) {
+                     auto W = net.weights(l);
+                     const std::size_t layer_end =
+                         l + 1 < L ? std::size_t(net.weights(l + 1).data - net.parameters())
+                                   : net.n_parameters();
+                     const std::size_t w_begin = std::size_t(W.data - net.parameters());
+                     T* p = net.parameters() + w_begin;
+                     const T* g = net.gradients() + w_begin;
+                     total += std::sqrt(deltaprop::sgd_update_and_squares<T>(p, g, W.size(),
+                                                                             zero_rate));
+                     deltaprop::sgd_update_and_squares<T>(p + W.size(), g + W.size(),
+                                                          layer_end - w_begin - W.size(),
+                                                          zero_rate);
+                 }
                  volatile double sink = total;
                  (void)sink;
-             }, 0, false},
-            {"SGD update p -= eta g", [&] {
-                 // The core's SGD update (optimizers.hpp); a zero rate leaves the weights as
-                 // they are (the compiler cannot drop the work: p - 0 * g is not p for NaN/inf).
-                 T* p = net.parameters();
-                 const T* g = net.gradients();
-                 const std::size_t n = net.n_parameters();
-                 const T rate = zero_rate;
-                 for (std::size_t i = 0; i < n; ++i) p[i] -= rate * g[i];
              }, 0, false},
         };
         std::vector<Piece>& pieces = small_batch ? small_pieces : blas_pieces;

@@ -258,6 +258,26 @@ void Network<T>::backward_sgd_one_row(const MatrixView<const T>& X, T learning_r
 
 template <class T>
 void Network<T>::apply_update(T learning_rate, EpochResult& result) {
+    if (config_.optimizer.kind == OptimizerKind::sgd && config_.clip_norm == 0 &&
+        config_.l2 == 0 && config_.l1 == 0 && config_.weight_decay == 0) {
+        // Plain SGD: each layer's norm and update in one pass (see sgd_update_and_squares);
+        // the result is what optimizer_.update gives, p - eta g, element by element.
+        for (std::size_t l = 0; l < n_layers(); ++l) {
+            MatrixView<T> g = grad_weights(l);
+            const std::size_t begin = offsets_[l], end = l + 1 < n_layers()
+                                                             ? offsets_[l + 1]
+                                                             : parameters_.size();
+            const double squares = sgd_update_and_squares<T>(
+                parameters_.data() + begin, gradients_.data() + begin, g.size(), learning_rate);
+            sgd_update_and_squares<T>(parameters_.data() + begin + g.size(),
+                                      gradients_.data() + begin + g.size(),
+                                      end - begin - g.size(), learning_rate);  // b (and padding)
+            const std::optional<double>& known = weight_gradient_squares_[l];
+            result.grad_norms[l] += std::sqrt(known ? *known : squares);
+        }
+        optimizer_.count_step();
+        return;
+    }
     for (std::size_t l = 0; l < n_layers(); ++l) {
         MatrixView<T> g = grad_weights(l);
         const std::optional<double>& known = weight_gradient_squares_[l];
@@ -346,8 +366,9 @@ double Network<T>::sgd_step(const MatrixView<const T>& X, const MatrixView<const
     check_batch(X, &Y);
     if (!micro::takes(X.rows)) {
         const double cost = backprop(X, Y);
-        for (std::size_t i = 0; i < parameters_.size(); ++i)
-            parameters_[i] -= learning_rate * gradients_[i];
+        // Through the same pass as train_epoch's plain-SGD update, for the same values.
+        sgd_update_and_squares<T>(parameters_.data(), gradients_.data(), parameters_.size(),
+                                  learning_rate);
         return cost;
     }
     // The same fused step as train_epoch's, so that steps taken one by one replay an epoch.
